@@ -1,0 +1,199 @@
+"""The ``privehr`` command line (Typer + Rich).
+
+Bad input never ends in a bare traceback: known error types are caught at the edge and printed
+as one message that says what is wrong and what to do, with exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
+os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from privehr.federation.config import ConfigError
+
+    errors: list[type[BaseException]] = [ConfigError, FileNotFoundError, NotADirectoryError]
+    try:
+        from privehr.ehr.errors import EhrInputError
+
+        errors.append(EhrInputError)
+    except ImportError:  # pragma: no cover - during partial installs
+        pass
+    try:
+        from privehr.privacy.errors import PrivacyError
+
+        errors.append(PrivacyError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(errors)
+
+
+def friendly(fn: Callable) -> Callable:
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except _user_errors() as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def repo_root() -> Path:
+    """Where the bundled data lives: the source checkout (editable install) or the CWD."""
+    here = Path(__file__).resolve().parents[2]
+    return here if (here / "data" / "synthea").is_dir() else Path.cwd()
+
+
+class RichUI:
+    """Progress callbacks for long stages, printed with the time of each stage."""
+
+    def __init__(self) -> None:
+        self._progress: Progress | None = None
+        self._task = None
+        self._t = time.perf_counter()
+
+    def progress(self, label: str, done: int, total: int) -> None:
+        if self._progress is None:
+            self._progress = Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                                      TimeElapsedColumn(), console=console, transient=False)
+            self._progress.start()
+            self._task = self._progress.add_task(label, total=total)
+        self._progress.update(self._task, completed=done, total=total)
+        if done >= total:
+            self._progress.stop()
+            self._progress = None
+            self.stage_done(label)
+
+    def stage(self, label: str) -> None:
+        self._t = time.perf_counter()
+        console.print(f"[dim]→ {label}[/]")
+
+    def stage_done(self, label: str) -> None:
+        console.print(f"[green]✓[/] {label} ({time.perf_counter() - self._t:.1f} s)")
+        self._t = time.perf_counter()
+
+    def config_done(self, entry: dict[str, Any]) -> None:
+        g = entry.get("global") or {}
+        auroc = g.get("auroc")
+        eps = (entry.get("privacy") or {}).get("epsilon")
+        console.print(f"[green]✓[/] {entry['name']}: AUROC {auroc:.3f}" if auroc is not None else f"✓ {entry['name']}",
+                      f"ε={eps:.2f}" if eps is not None else "ε=∞", f"({entry['seconds']:.1f} s)")
+
+
+@app.command()
+@friendly
+def ingest(
+    source: Path = typer.Argument(..., help="A Synthea CSV export directory or a directory of FHIR R4 bundles."),
+    store: Path = typer.Option(..., "--store", help="The site's DuckDB store (created if absent)."),
+    site: str | None = typer.Option(None, "--site", help="Source label (default: the directory name)."),
+    strict: bool = typer.Option(False, "--strict", help="Fail on any rejected row."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable summary."),
+) -> None:
+    """Load an EHR export into a de-identified local store (identifiers never enter it)."""
+    from privehr.ehr.store import ingest as do_ingest
+
+    ui = RichUI()
+    summary = do_ingest(source, store, site=site, strict=strict, progress=None if as_json else ui.progress)
+    data = summary.to_dict()
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+        return
+    table = Table(title=f"ingested {data.get('source')} ({data.get('kind')}, format {data.get('format_version')})")
+    for col in ("table", "read", "stored", "rejected"):
+        table.add_column(col, justify="right" if col != "table" else "left")
+    for name, c in sorted(data.get("tables", {}).items()):
+        table.add_row(name, str(c["rows_read"]), str(c["rows_stored"]), str(c["rows_rejected"]))
+    console.print(table)
+    console.print(f"{data.get('n_patients')} patients, dates {data.get('date_range')}")
+
+
+@app.command()
+def tasks() -> None:
+    """List the built-in prediction tasks with their definitions."""
+    from privehr.ehr.tasks import BUILTIN_TASKS, describe_task
+
+    for name, task in BUILTIN_TASKS.items():
+        console.rule(f"[bold]{name}")
+        console.print(describe_task(task))
+
+
+@app.command()
+@friendly
+def study(
+    config: Path = typer.Argument(..., help="Study TOML (see configs/)."),
+    out: Path = typer.Option(Path("runs/study"), "--out", help="Run directory to write."),
+) -> None:
+    """Run a grid of configurations and write RUN_DIR (metrics.json, rounds.jsonl, models, summary)."""
+    from privehr.federation.config import load_config
+    from privehr.federation.runner import run_study
+
+    cfg = load_config(config)
+    _run(cfg, out, base=config.resolve().parent if not (repo_root() / "data").is_dir() else repo_root())
+
+
+def _run(cfg, out: Path, base: Path) -> dict[str, Any]:
+    from privehr.federation.runner import run_study
+
+    ui = RichUI()
+    t0 = time.perf_counter()
+    metrics = run_study(cfg, out, base, ui=ui)
+    _print_metrics(metrics)
+    console.print(f"run directory: [bold]{out}[/] (total {time.perf_counter() - t0:.1f} s)")
+    return metrics
+
+
+def _print_metrics(metrics: dict[str, Any]) -> None:
+    t = Table(title=f"task {metrics['study']['task']} — {len(metrics['sites'])} sites")
+    for col in ("configuration", "method", "protection", "AUROC [95% CI]", "AUPRC", "Brier", "ε (worst site)", "s"):
+        t.add_column(col)
+    for c in metrics["configs"]:
+        g = c.get("global") or {}
+        ci = (g.get("ci") or {}).get("auroc") or [float("nan")] * 2
+        eps = (c.get("privacy") or {}).get("epsilon")
+        t.add_row(c["name"], c["method"], c["protection"],
+                  f"{g.get('auroc', float('nan')):.3f} [{ci[0]:.3f}, {ci[1]:.3f}]",
+                  f"{g.get('auprc', float('nan')):.3f}", f"{g.get('brier', float('nan')):.3f}",
+                  "∞" if eps is None else f"{eps:.2f}", f"{c['seconds']:.1f}")
+    console.print(t)
+
+
+@app.command()
+@friendly
+def demo(
+    out: Path = typer.Option(Path("runs/demo"), "--out", help="Run directory to write."),
+) -> None:
+    """The whole study on the bundled real Synthea data: baselines, federated, protected."""
+    from privehr.federation.config import load_config
+
+    cfg = load_config(repo_root() / "configs" / "demo.toml")
+    _run(cfg, out, base=repo_root())
+
+
+def main() -> None:
+    logging.basicConfig(level=os.environ.get("PRIVEHR_LOG", "WARNING"))
+    app()
+
+
+if __name__ == "__main__":
+    main()

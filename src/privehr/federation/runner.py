@@ -1,0 +1,173 @@
+"""Run a study grid and write the run directory (the only input the report and slides need).
+
+RUN_DIR layout (documented in docs/metrics-schema.md):
+  config.resolved.json   the validated configuration, with its hash
+  metrics.json           one entry per configuration (see the schema doc)
+  rounds.jsonl           per-round measurements, one line per (configuration, round)
+  models/<name>.npy      final flat model parameters per configuration
+  summary.md             a plain Markdown table of the headline metrics
+  stores/                each site's de-identified store and its privacy ledger (demo only)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from privehr.federation.config import StudyConfig
+from privehr.federation.methods import run_centralised, run_federated, run_site_only
+from privehr.federation.study import PreparedStudy, prepare, write_json
+
+METRICS_SCHEMA_VERSION = 1
+TIMING_KEYS = frozenset({"seconds", "timings", "created"})
+
+
+def site_delta(n_patients: int) -> float:
+    """δ ≤ min(1e-5, 1/(10 n)) — never 1/n, which permits releasing one record outright."""
+    return min(1e-5, 1.0 / (10.0 * max(n_patients, 1)))
+
+
+class LedgerBook:
+    """Opens each site's ledger once and remembers which events this run charged, per config."""
+
+    def __init__(self, prep: PreparedStudy, study_id: str):
+        from privehr.privacy.ledger import PrivacyLedger, ledger_path_for_store
+
+        budget = prep.config.privacy.budget_epsilon
+        self.study_id = study_id
+        self.ledgers = {
+            s.name: PrivacyLedger(ledger_path_for_store(s.store), site=s.name, delta=site_delta(s.n_patients),
+                                  epsilon_max=None if math.isinf(budget) else budget)
+            for s in prep.sites
+        }
+        self.events: dict[tuple[str, str], list[Any]] = defaultdict(list)
+
+    def charge_for(self, site: str, config: str) -> Callable:
+        from dp_accounting.dp_event import NonPrivateDpEvent
+
+        ledger = self.ledgers[site]
+
+        def charge(msg, release) -> None:
+            event = release.event if release.event is not None else NonPrivateDpEvent()
+            ledger.charge(event, study=self.study_id, config=config, round=msg.round, kind=release.kind,
+                          meta=release.meta)
+            self.events[(site, config)].append(event)
+
+        return charge
+
+    def config_privacy(self, config: str) -> dict[str, Any]:
+        from privehr.privacy.accountant import Accountant
+
+        acc = Accountant()
+        per_site = {}
+        for site, ledger in self.ledgers.items():
+            events = self.events.get((site, config), [])
+            if not events:
+                continue
+            eps = acc.epsilon(events, ledger.delta)
+            eps_rdp = acc.epsilon_rdp(events, ledger.delta)
+            per_site[site] = {"epsilon": _finite(eps), "epsilon_rdp": _finite(eps_rdp), "delta": ledger.delta,
+                              "releases": len(events)}
+        eps_values = [v["epsilon"] for v in per_site.values()]
+        worst = None if any(e is None for e in eps_values) or not eps_values else max(eps_values)
+        return {"private": worst is not None, "epsilon": worst, "per_site": per_site}
+
+    def store_totals(self) -> dict[str, Any]:
+        return {site: {"epsilon": _finite(led.epsilon()), "delta": led.delta, "entries": len(led.entries())}
+                for site, led in self.ledgers.items()}
+
+
+def _finite(x: float | None) -> float | None:
+    """JSON has no infinity: ``None`` means ε = ∞ (a non-private release happened)."""
+    return None if x is None or math.isinf(x) else float(x)
+
+
+def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) -> dict[str, Any]:
+    """Prepare sites, run each configuration, write RUN_DIR. ``ui`` receives progress callbacks."""
+    from privehr.federation.modes import make_protection
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "models").mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    prep = prepare(cfg, run_dir, base, progress=(ui.progress if ui else None))
+    timings = {"prepare": time.perf_counter() - t0, **prep.timings}
+    study_id = f"{cfg.study.name}-{cfg.config_hash()[:12]}"
+    book = LedgerBook(prep, study_id)
+    entries, rounds_lines = [], []
+    for entry in cfg.configs:
+        if ui:
+            ui.stage(f"config {entry.name}")
+        t1 = time.perf_counter()
+        if entry.method == "centralised":
+            res = run_centralised(cfg, prep.sites, entry)
+        elif entry.method == "site_only":
+            res = run_site_only(cfg, prep.sites, entry)
+        elif entry.method == "loso":
+            from privehr.federation.loso import run_loso
+
+            res = run_loso(cfg, prep.sites, entry, book=book, study_id=study_id)
+        else:
+            protection = make_protection(entry, cfg, prep)
+            res = run_federated(cfg, prep.sites, entry, charge_for=book.charge_for, protection=protection,
+                                study_id=study_id)
+            res.entry["privacy"] = book.config_privacy(entry.name)
+        timings[f"config:{entry.name}"] = time.perf_counter() - t1
+        np.save(run_dir / "models" / f"{entry.name}.npy", res.params)
+        entries.append(res.entry)
+        rounds_lines += [{"config": entry.name, **r} for r in res.rounds]
+        if ui:
+            ui.config_done(res.entry)
+    metrics = {
+        "schema_version": METRICS_SCHEMA_VERSION,
+        "study": {"id": study_id, "name": cfg.study.name, "task": cfg.study.task, "model": cfg.study.model,
+                  "seed": cfg.study.seed, "config_hash": cfg.config_hash()},
+        "feature_names": prep.feature_names,
+        "sites": [{"site": s.name, "patients": s.n_patients, "train_examples": int(len(s.data.y_train)),
+                   "test_examples": int(len(s.data.y_test)), "prevalence": s.prevalence,
+                   "delta": site_delta(s.n_patients)} for s in prep.sites],
+        "excluded_sites": prep.excluded,
+        "configs": entries,
+        "ledger_totals": book.store_totals(),
+        "timings": timings,
+    }
+    write_json(run_dir / "metrics.json", metrics)
+    write_json(run_dir / "config.resolved.json", {"config": cfg.model_dump(mode="json"), "hash": cfg.config_hash()})
+    with (run_dir / "rounds.jsonl").open("w", encoding="utf-8") as fh:
+        for line in rounds_lines:
+            fh.write(json.dumps(line, sort_keys=True) + "\n")
+    (run_dir / "summary.md").write_text(summary_markdown(metrics), encoding="utf-8")
+    return metrics
+
+
+def _fmt(x: Any, nd: int = 3) -> str:
+    return "–" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:.{nd}f}"
+
+
+def summary_markdown(metrics: dict[str, Any]) -> str:
+    lines = [
+        f"# Study {metrics['study']['name']} — task `{metrics['study']['task']}`, model `{metrics['study']['model']}`",
+        "",
+        f"{len(metrics['sites'])} sites, {sum(s['patients'] for s in metrics['sites'])} patients. "
+        "AUROC/AUPRC with 95% bootstrap CIs on the sites' held-out test patients.",
+        "",
+        "| configuration | method | protection | AUROC [95% CI] | AUPRC | Brier | ECE | ε (worst site) | seconds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in metrics["configs"]:
+        g = c.get("global") or {}
+        ci = (g.get("ci") or {}).get("auroc") or [None, None]
+        eps = (c.get("privacy") or {}).get("epsilon")
+        eps_s = "∞ (non-private)" if eps is None else f"{eps:.2f}"
+        lines.append(
+            f"| {c['name']} | {c['method']} | {c['protection']} | {_fmt(g.get('auroc'))} "
+            f"[{_fmt(ci[0])}, {_fmt(ci[1])}] | {_fmt(g.get('auprc'))} | {_fmt(g.get('brier'))} | "
+            f"{_fmt(g.get('ece'))} | {eps_s} | {c['seconds']:.1f} |"
+        )
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,89 @@
+"""A site: holds its patients' tensors, answers coordinator requests, and only speaks via its gate.
+
+The site object owns everything patient-derived: training/test tensors, the privacy ledger,
+SecAgg secrets and HE keys. It receives bytes and returns bytes; nothing in here is reachable
+from the coordinator except through ``handle``. Exceptions never cross: they become fixed
+error codes (``ErrorCode``), because exception text can carry data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from privehr.federation import protocol as P
+from privehr.federation.gate import GateRejection, OutboundGate, Release
+from privehr.federation.handlers import SiteHandlers
+from privehr.federation.wire import Message, WireError, decode
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SiteData:
+    """A site's own examples, already split patient-disjointly into train and test."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    pid_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    pid_test: np.ndarray
+    groups_test: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def n_train(self) -> int:
+        return int(len(self.y_train))
+
+
+class SiteNode:
+    """Bytes in, bytes out. ``handlers`` implement each request kind for this site's mode."""
+
+    def __init__(self, name: str, handlers: SiteHandlers, charge: Callable[[Message, Release], None]):
+        self.name = name
+        self.gate = OutboundGate(name, charge)
+        self.handlers = handlers
+        self.handlers.bind(self)
+
+    def handle(self, data: bytes) -> bytes:
+        try:
+            msg = decode(data)
+            P.validate_request(msg)
+        except (WireError, P.SchemaError):
+            # We cannot trust the header of a malformed message; reply without echoing it.
+            bad = Message(P.ERROR, "", 0, self.name, "coordinator", {"code": int(P.ErrorCode.MALFORMED_REQUEST)})
+            return self.gate.emit(bad, Release.free("error"))
+        self.gate.received(msg.round, len(data))
+        try:
+            payload, release, constraints = self.handlers.dispatch(msg)
+        except GateRejection:
+            log.warning("site %s: outgoing update rejected at the gate (round %d)", self.name, msg.round)
+            return self._error(msg, P.ErrorCode.INVALID_UPDATE)
+        except Exception as exc:  # noqa: BLE001 - mapped to fixed codes, logged locally only
+            code = getattr(exc, "error_code", P.ErrorCode.INTERNAL)
+            log.warning("site %s: request %s failed with %s", self.name, msg.kind, type(exc).__name__)
+            return self._error(msg, code)
+        reply = Message(P.REPLY, msg.study, msg.round, self.name, msg.sender, payload)
+        try:
+            return self.gate.emit(reply, release, constraints)
+        except GateRejection:
+            log.warning("site %s: outgoing update rejected at the gate (round %d)", self.name, msg.round)
+            return self._error(msg, P.ErrorCode.INVALID_UPDATE)
+
+    def _error(self, msg: Message, code: P.ErrorCode) -> bytes:
+        return self.gate.emit(P.error_reply(msg, self.name, code), Release.free("error"))
+
+
+def as_payload(obj: Any) -> Any:
+    """Convert numpy scalars to plain Python so payloads stay within the wire's types."""
+    if isinstance(obj, dict):
+        return {k: as_payload(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [as_payload(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj

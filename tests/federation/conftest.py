@@ -1,0 +1,7 @@
+import pytest
+from fedkit import synthetic_sites
+
+
+@pytest.fixture
+def sites3():
+    return synthetic_sites()
