@@ -146,7 +146,6 @@ def study(
 ) -> None:
     """Run a grid of configurations and write RUN_DIR (metrics.json, rounds.jsonl, models, summary)."""
     from privehr.federation.config import load_config
-    from privehr.federation.runner import run_study
 
     cfg = load_config(config)
     _run(cfg, out, base=config.resolve().parent if not (repo_root() / "data").is_dir() else repo_root())

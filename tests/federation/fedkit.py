@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 
-
 from privehr.federation.site import SiteData
 from privehr.federation.study import PreparedSite
 

@@ -1,5 +1,6 @@
 import numpy as np
 import torch
+from fedkit import synthetic_sites
 
 from privehr.federation import protocol as P
 from privehr.federation.config import ConfigEntry, parse_config
@@ -10,8 +11,6 @@ from privehr.federation.simulator import DropoutPlan, InProcessTransport
 from privehr.federation.site import SiteNode
 from privehr.learning.models import get_flat, make_model
 from privehr.learning.train import local_train
-
-from fedkit import synthetic_sites
 
 
 def _cfg(rounds=3, **fed):
