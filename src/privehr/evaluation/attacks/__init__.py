@@ -1,0 +1,34 @@
+"""Privacy evidence: attacks and audits we run against our own models and updates.
+
+- ``mia``: loss-threshold membership inference and the study entry point
+  :func:`run_membership_attacks` (threshold + LiRA offline/online).
+- ``lira``: LiRA with balanced shadow models (Carlini et al. 2022).
+- ``inversion``: reconstructing patient records from logistic-regression updates, as seen by
+  the coordinator in the clear, under SecAgg masks, as an aggregate, and under DP noise.
+- ``audit``: one-run canary audit (Steinke, Nasr, Jagielski 2023) giving an empirical ε lower
+  bound that must never exceed the ledger's ε.
+- ``results``: frozen, JSON-able result records; every result is an ``"attack"`` release.
+
+Models enter only as injected callables (see ``_model_io``), so nothing here depends on how
+``privehr.learning`` trains.
+"""
+
+from privehr.evaluation.attacks._checks import AttackInputError
+from privehr.evaluation.attacks.results import (
+    ATTACK_RELEASE_KIND,
+    AuditResult,
+    InversionResult,
+    MembershipAttackResult,
+    attack_release_kind,
+    release_metadata,
+)
+
+__all__ = [
+    "ATTACK_RELEASE_KIND",
+    "AttackInputError",
+    "AuditResult",
+    "InversionResult",
+    "MembershipAttackResult",
+    "attack_release_kind",
+    "release_metadata",
+]
