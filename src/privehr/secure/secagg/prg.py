@@ -1,0 +1,33 @@
+"""Mask expansion: a 32-byte seed -> ``d`` words mod 2^b, by the AES-256-CTR keystream.
+
+Why AES-CTR from ``cryptography``: a mask must be computationally indistinguishable from
+uniform to anyone without the seed. Flower 1.42 folds its seed to 32 bits for NumPy's
+MT19937, which a coordinator can brute-force in minutes; here the full 256-bit key drives a
+standard stream cipher (AES-NI, several GB/s). Every seed is itself a fresh HKDF output used
+for exactly one expansion, so the all-zero counter block is safe.
+
+Words are produced in the working dtype (uint32 for b <= 32, else uint64); arithmetic mod
+2^32 / 2^64 is exact mod 2^b, and the final sum is reduced with ``& (2**b - 1)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+SEED_BYTES = 32
+_ZERO_IV = bytes(16)
+
+
+def expand_mask(seed: bytes, dim: int, dtype: str = "uint32") -> np.ndarray:
+    """Expand ``seed`` into ``dim`` uniform words of ``dtype`` (uint32 or uint64)."""
+    if len(seed) != SEED_BYTES:
+        raise ValueError(f"seed: expected {SEED_BYTES} bytes, got {len(seed)}")
+    word = np.dtype(dtype)
+    if word not in (np.dtype(np.uint32), np.dtype(np.uint64)):
+        raise ValueError(f"dtype={dtype!r}: expected 'uint32' or 'uint64'")
+    n_bytes = dim * word.itemsize
+    encryptor = Cipher(algorithms.AES(seed), modes.CTR(_ZERO_IV)).encryptor()
+    buf = bytearray(n_bytes + 15)  # update_into needs block_size - 1 spare bytes
+    encryptor.update_into(bytes(n_bytes), buf)
+    return np.frombuffer(buf, dtype=word, count=dim)
