@@ -1,0 +1,109 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tenseal as ts
+
+from privehr.secure.he.aggregation import CoordinatorAggregator, KeyHolder, SiteEncryptor
+from privehr.secure.he.backend import CkksParams, default_backend
+from privehr.secure.he.ceremony import CeremonyRecord, load_context, run_ceremony, sha256_hex
+from privehr.secure.he.errors import (
+    ContextMismatchError,
+    DecryptionUnavailableError,
+    HeError,
+    HeParameterError,
+)
+
+
+def test_params_validation_collects_every_problem():
+    with pytest.raises(HeParameterError) as info:
+        CkksParams(poly_modulus_degree=1000, coeff_mod_bit_sizes=(60,), scale_bits=70)
+    assert len(info.value.problems) == 3
+    assert "poly_modulus_degree=1000" in str(info.value)
+
+
+def test_params_refuse_insecure_modulus():
+    with pytest.raises(HeParameterError, match="128-bit security"):
+        CkksParams(poly_modulus_degree=8192, coeff_mod_bit_sizes=(60, 40, 40, 40, 60))
+
+
+def test_params_roundtrip():
+    p = CkksParams(poly_modulus_degree=16384, coeff_mod_bit_sizes=(60, 40, 40, 60))
+    assert CkksParams.from_dict(p.to_dict()) == p
+    assert p.slot_count == 8192 and p.multiplicative_levels == 2
+
+
+def test_public_context_holds_no_secret_key(ceremony):
+    _, public, sha = ceremony
+    assert sha == sha256_hex(public)
+    ctx = load_context(public, sha)
+    assert not default_backend().has_secret_key(ctx)
+
+
+def test_coordinator_cannot_decrypt(ceremony):
+    holder, public, sha = ceremony
+    update = SiteEncryptor(public, sha, site_id="s1").encrypt(np.arange(10.0), 1.0)
+    coordinator_ctx = load_context(public, sha)
+    be = default_backend()
+    ct = be.ciphertext_from_bytes(coordinator_ctx, update.chunks[0])
+    with pytest.raises(DecryptionUnavailableError):
+        be.decrypt(coordinator_ctx, ct)
+    # Not even through TenSEAL directly: the public context has no secret key at all.
+    with pytest.raises(ValueError, match="secret"):
+        ts.ckks_vector_from(ts.context_from(public), update.chunks[0]).decrypt()
+    # The key holder can, which shows the ciphertext itself was fine.
+    holder_ctx = holder._ctx
+    np.testing.assert_allclose(
+        be.decrypt(holder_ctx, be.ciphertext_from_bytes(holder_ctx, update.chunks[0])),
+        np.arange(10.0),
+        atol=1e-6,
+    )
+
+
+def test_tenseal_alone_accepts_a_tampered_context_but_we_refuse_it(ceremony):
+    _, public, sha = ceremony
+    tampered = bytearray(public)
+    tampered[len(tampered) // 2] ^= 0xFF
+    tampered = bytes(tampered)
+    ts.context_from(tampered)  # TenSEAL parses it without complaint: why we pin the hash
+    with pytest.raises(ContextMismatchError, match="pinned"):
+        load_context(tampered, sha)
+    with pytest.raises(ContextMismatchError):
+        SiteEncryptor(tampered, sha, site_id="s1")
+    with pytest.raises(ContextMismatchError):
+        CoordinatorAggregator(tampered, sha, length=5)
+
+
+def test_context_of_another_ceremony_is_refused(ceremony):
+    _, public, sha = ceremony
+    _, other_public, other_sha = KeyHolder.create(holder_id="impostor")
+    assert other_sha != sha
+    with pytest.raises(ContextMismatchError):
+        SiteEncryptor(other_public, sha, site_id="s1")
+    with pytest.raises(HeParameterError, match="64-hex"):
+        load_context(public, "abc")
+
+
+def test_context_carrying_a_secret_key_is_refused(ceremony):
+    holder, _, _ = ceremony
+    secret = holder.to_secret_bytes()
+    with pytest.raises(HeError, match="SECRET"):
+        load_context(secret, sha256_hex(secret))
+
+
+def test_key_holder_reload_checks_the_pin(ceremony):
+    holder, public, sha = ceremony
+    again = KeyHolder.from_secret_bytes(holder.to_secret_bytes(), holder.record)
+    assert again.public.sha256 == sha
+    _, _, other_record = run_ceremony(CkksParams(), "other")
+    with pytest.raises(ContextMismatchError):
+        KeyHolder.from_secret_bytes(holder.to_secret_bytes(), other_record)
+
+
+def test_ceremony_record_roundtrip_and_version(ceremony):
+    holder, _, sha = ceremony
+    data = holder.record.to_dict()
+    assert CeremonyRecord.from_dict(data) == holder.record
+    assert data["context_sha256"] == sha and data["holder_id"] == "site-a"
+    with pytest.raises(HeParameterError, match="version"):
+        CeremonyRecord.from_dict({**data, "version": 99})
