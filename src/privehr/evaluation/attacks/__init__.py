@@ -14,6 +14,10 @@ Models enter only as injected callables (see ``_model_io``), so nothing here dep
 """
 
 from privehr.evaluation.attacks._checks import AttackInputError
+from privehr.evaluation.attacks.audit import coordinate_canaries, one_run_audit, pad_for_canaries
+from privehr.evaluation.attacks.inversion_suite import run_inversion_suite
+from privehr.evaluation.attacks.lira import lira_attack
+from privehr.evaluation.attacks.mia import run_membership_attacks, threshold_attack
 from privehr.evaluation.attacks.results import (
     ATTACK_RELEASE_KIND,
     AuditResult,
@@ -30,5 +34,12 @@ __all__ = [
     "InversionResult",
     "MembershipAttackResult",
     "attack_release_kind",
+    "coordinate_canaries",
+    "lira_attack",
+    "one_run_audit",
+    "pad_for_canaries",
     "release_metadata",
+    "run_inversion_suite",
+    "run_membership_attacks",
+    "threshold_attack",
 ]

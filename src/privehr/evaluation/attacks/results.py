@@ -75,7 +75,10 @@ class InversionResult:
     of binary features recovered exactly after rounding at 0.5; ``binary_baseline_fraction``
     is what guessing each binary feature's population majority value achieves on the same
     record, so a reconstruction only leaks beyond the prior if it beats the baseline.
-    Values are means over ``n_trials`` independent batches.
+    Values are means over ``n_trials`` independent batches. ``cosine_ceiling`` (DP settings
+    only) is the signal-to-noise guide 1/sqrt(1 + σ² d) for a single record, not a bound.
+    ``cosine_chance`` is the same best-match cosine for a random Gaussian direction: with
+    large batches the max over records is well above 0 even for a useless reconstruction.
     """
 
     setting: str
@@ -89,13 +92,16 @@ class InversionResult:
     n_trials: int = 1
     noise_multiplier: float = 0.0
     n_sites: int = 1
+    cosine_ceiling: float | None = None
+    cosine_chance: float | None = None
     release_kind: str = ATTACK_RELEASE_KIND
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["schema_version"] = SCHEMA_VERSION
+        out["attack"] = "update_inversion"
         for key in ("cosine", "cosine_to_mean", "relative_l2", "binary_exact_fraction",
-                    "binary_baseline_fraction"):
+                    "binary_baseline_fraction", "cosine_ceiling", "cosine_chance"):
             out[key] = _json_float(out[key])
         return out
 
