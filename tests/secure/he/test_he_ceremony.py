@@ -6,7 +6,13 @@ import tenseal as ts
 
 from privehr.secure.he.aggregation import CoordinatorAggregator, KeyHolder, SiteEncryptor
 from privehr.secure.he.backend import CkksParams, default_backend
-from privehr.secure.he.ceremony import CeremonyRecord, load_context, run_ceremony, sha256_hex
+from privehr.secure.he.ceremony import (
+    CeremonyRecord,
+    check_security,
+    load_context,
+    run_ceremony,
+    sha256_hex,
+)
 from privehr.secure.he.errors import (
     ContextMismatchError,
     DecryptionUnavailableError,
@@ -107,3 +113,27 @@ def test_ceremony_record_roundtrip_and_version(ceremony):
     assert data["context_sha256"] == sha and data["holder_id"] == "site-a"
     with pytest.raises(HeParameterError, match="version"):
         CeremonyRecord.from_dict({**data, "version": 99})
+
+
+class _WeakRingBackend:
+    """Reports an insecure ring, as a crafted context would."""
+
+    def __init__(self, n, bits):
+        self.n, self.bits = n, bits
+
+    def slot_count(self, ctx):
+        return self.n // 2
+
+    def coeff_modulus_bits(self, ctx):
+        return self.bits
+
+
+def test_contexts_below_128_bit_security_are_refused(ceremony):
+    _, public, sha = ceremony
+    be = default_backend()
+    check_security(be, load_context(public, sha))  # ours passes
+    assert be.coeff_modulus_bits(load_context(public, sha)) == 160
+    with pytest.raises(HeParameterError, match="128-bit"):
+        check_security(_WeakRingBackend(8192, 219), None)
+    with pytest.raises(HeParameterError, match="N=2048"):
+        check_security(_WeakRingBackend(2048, 54), None)

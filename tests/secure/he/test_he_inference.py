@@ -16,6 +16,7 @@ from privehr.secure.he.inference import (
     ScoringClient,
     ScoringHost,
     score_encrypted,
+    scores_frame,
 )
 from privehr.secure.he.payloads import ScoringRequest, ScoringResponse
 
@@ -166,3 +167,24 @@ def test_score_encrypted_end_to_end(model):
     probs, stats = score_encrypted(x, w, b, rng=np.random.default_rng(1))
     assert np.max(np.abs(probs - expit(x @ w + b))) < 1e-3
     assert stats.n_patients == 64 and stats.request_bytes > stats.response_bytes > 0
+
+
+def test_host_from_a_flat_logreg_vector_weights_then_bias(model, client):
+    """Layout of privehr.learning.models.get_flat for Linear(d, 1): d weights, then bias."""
+    w, b = model
+    flat = np.concatenate([w, [b]]).astype(np.float32)
+    host = ScoringHost.from_flat(flat, D, budget=QueryBudget(100), rng=np.random.default_rng(0))
+    host.register_site("clinic-7", client.public_context.data, client.public_context.sha256)
+    x = _features(20, seed=5)
+    probs = client.decrypt_scores(host.score(client.encrypt_features(x)))
+    expected = expit(x @ flat[:D].astype(np.float64) + float(flat[D]))
+    assert np.max(np.abs(probs - expected)) < 1e-3
+    with pytest.raises(HeParameterError, match="logistic regression"):
+        ScoringHost.from_flat(np.zeros(D + 5), D, budget=QueryBudget(1))
+
+
+def test_scores_frame_keeps_input_order():
+    frame = scores_frame(["p2", "p1"], np.array([0.9, 0.1]))
+    assert list(frame["patient"]) == ["p2", "p1"] and list(frame["score"]) == [0.9, 0.1]
+    with pytest.raises(HeParameterError, match="same order"):
+        scores_frame(["p1"], np.array([0.1, 0.2]))

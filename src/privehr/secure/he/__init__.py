@@ -34,6 +34,7 @@ from privehr.secure.he.inference import (
     ScoringHost,
     ScoringStats,
     score_encrypted,
+    scores_frame,
 )
 from privehr.secure.he.payloads import (
     EncryptedAggregate,
@@ -70,5 +71,6 @@ __all__ = [
     "aggregate_error_bound",
     "load_context",
     "score_encrypted",
+    "scores_frame",
     "sha256_hex",
 ]

@@ -24,7 +24,12 @@ import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from privehr.secure.he.backend import CkksBackend, CkksParams, default_backend
+from privehr.secure.he.backend import (
+    MAX_COEFF_BITS_128,
+    CkksBackend,
+    CkksParams,
+    default_backend,
+)
 from privehr.secure.he.errors import ContextMismatchError, HeError, HeParameterError
 
 CEREMONY_RECORD_VERSION = 1
@@ -130,6 +135,22 @@ def check_pinned(data: bytes, pinned_sha256: str) -> None:
         )
 
 
+def check_security(backend: CkksBackend, ctx: Any) -> None:
+    """Refuse contexts below 128-bit security (HomomorphicEncryption.org table).
+
+    Why the *receiver* checks too: in encrypted scoring the site picks the parameters, and with
+    a weak ring the site could solve for the host's weights from the re-randomised result.
+    """
+    n = 2 * backend.slot_count(ctx)
+    bits = backend.coeff_modulus_bits(ctx)
+    limit = MAX_COEFF_BITS_128.get(n)
+    if limit is None or bits > limit:
+        raise HeParameterError(
+            [f"context has N={n} and a {bits}-bit coefficient modulus, below 128-bit security "
+             f"(allowed: {MAX_COEFF_BITS_128}); recreate it with CkksParams defaults"]
+        )
+
+
 def load_context(
     data: bytes,
     pinned_sha256: str,
@@ -145,6 +166,7 @@ def load_context(
     check_pinned(data, pinned_sha256)
     be = backend or default_backend()
     ctx = be.load_context(bytes(data))
+    check_security(be, ctx)
     if be.has_secret_key(ctx) and not allow_secret_key:
         raise HeError(
             "this context carries a SECRET key; other parties must receive the public context "

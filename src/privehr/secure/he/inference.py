@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy.special import expit
 
 from privehr.secure.he.backend import SCORING_PARAMS, CkksBackend, CkksParams, default_backend
@@ -211,6 +212,21 @@ class ScoringHost:
         self._backend = backend or default_backend()
         self._sites: dict[str, _Registered] = {}
 
+    @classmethod
+    def from_flat(
+        cls, flat: np.ndarray, n_features: int, *, budget: QueryBudget, **kwargs: Any
+    ) -> ScoringHost:
+        """Host for a logistic regression given as the flat parameter vector of
+        ``privehr.learning.models.get_flat`` (``Linear(d, 1)``: d weights, then the bias)."""
+        vec = np.asarray(flat, dtype=np.float64).reshape(-1)
+        if vec.size != n_features + 1:
+            raise HeParameterError(
+                [f"flat vector has {vec.size} values; a logistic regression over {n_features} "
+                 f"features has {n_features + 1} (weights then bias). Encrypted scoring covers "
+                 "logistic regression only"]
+            )
+        return cls(vec[:n_features], float(vec[n_features]), budget=budget, **kwargs)
+
     @property
     def n_features(self) -> int:
         return int(self._w.size)
@@ -324,3 +340,16 @@ def score_encrypted(
         decrypt_seconds=t3 - t2,
     )
     return probabilities, stats
+
+
+def scores_frame(pseudonyms: Any, probabilities: np.ndarray) -> pd.DataFrame:
+    """The file a scoring site keeps: one row per patient, ``patient`` (pseudonym) and
+    ``score`` (probability), in input order."""
+    ids = [str(p) for p in pseudonyms]
+    probs = np.asarray(probabilities, dtype=np.float64).reshape(-1)
+    if len(ids) != probs.size:
+        raise HeParameterError(
+            [f"{len(ids)} pseudonyms but {probs.size} scores; pass them in the same order as "
+             "the features that were scored"]
+        )
+    return pd.DataFrame({"patient": ids, "score": probs})

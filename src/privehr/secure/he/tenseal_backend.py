@@ -62,6 +62,12 @@ class TenSealBackend:
         parms = ctx.seal_context().data.key_context_data().parms()
         return int(parms.poly_modulus_degree()) // 2
 
+    def coeff_modulus_bits(self, ctx: Any) -> int:
+        data = ctx.seal_context().data
+        if not data.parameters_set():
+            raise HeError("context parameters are not valid for SEAL")
+        return int(data.key_context_data().total_coeff_modulus_bit_count())
+
     def multiplicative_levels(self, ctx: Any) -> int:
         return int(ctx.seal_context().data.first_context_data().chain_index())
 
