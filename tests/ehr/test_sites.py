@@ -80,6 +80,26 @@ def test_split_by_organization_groups_by_city_with_fallback():
     assert plan.sources["Worcester, MA"] == ("Worcester, MA", "Salem, MA", "unknown")
 
 
+def test_split_by_organization_packs_cities_into_k_regions():
+    b = StoreBuilder()
+    sizes = {"A": 9, "B": 7, "C": 5, "D": 4, "E": 3, "F": 2}
+    for j, (city, n) in enumerate(sizes.items()):
+        b.organization(f"o{j}", city)
+        for i in range(n):
+            b.patient(f"{city}{i}", "1970-01-01", org=f"o{j}")
+    plan = split_by_organization(b.con, min_patients=5, k=3)
+    assert plan.method == "organization_region" and plan.params == {"k": 3}
+    assert {s: len(p) for s, p in plan.sites.items()} == {"region-1": 11, "region-2": 10,
+                                                          "region-3": 9}
+    # greedy: A->1, B->2, C->3, D->3, E->2, F->1; a city is never split across sites
+    assert plan.sources == {"region-1": ("A, MA", "F, MA"), "region-2": ("B, MA", "E, MA"),
+                            "region-3": ("C, MA", "D, MA")}
+    assert split_by_organization(b.con, min_patients=5, k=3).sites == plan.sites
+    few = split_by_organization(b.con, min_patients=11, k=3)  # regions 2 and 3 are too small
+    assert {s: len(p) for s, p in few.sites.items()} == {"region-1": 11, "remainder": 19}
+    assert few.sources["remainder"] == ("B, MA", "E, MA", "C, MA", "D, MA") and few.notes
+
+
 def test_stratified_split_is_seeded_balanced_and_patient_level():
     pids, y = ids_and_labels()
     pids = np.concatenate([pids, pids[:50]])  # repeated patients (encounter-level task)

@@ -104,7 +104,8 @@ def _enforce_minimum(groups: Mapping[str, Sequence[str]], min_patients: int, sma
                          "excluded")
     elif tiny:
         rest = [pid for p in tiny.values() for pid in p]
-        names = ", ".join(f"{g} ({len(p)})" for g, p in tiny.items())
+        shown = [f"{g} ({len(p)})" for g, p in tiny.items()]
+        names = ", ".join(shown[:8]) + (f", ... {len(shown) - 8} more" if len(shown) > 8 else "")
         if len(rest) >= min_patients:
             name = REMAINDER if REMAINDER not in big else f"{REMAINDER}-merged"
             big[name], members[name] = rest, list(tiny)
@@ -126,12 +127,16 @@ def _enforce_minimum(groups: Mapping[str, Sequence[str]], min_patients: int, sma
 
 
 def _plan(groups: Mapping[str, Sequence[str]], method: str, min_patients: int, small: str,
-          params: Mapping[str, Any] | None = None, label_sources: bool = False) -> SitePlan:
+          params: Mapping[str, Any] | None = None,
+          labels: Mapping[str, Sequence[str]] | None = None) -> SitePlan:
+    """Build a plan; ``labels`` names what each group is made of (sources, cities): a site's
+    ``sources`` lists the labels of every group merged into it."""
     sites, members, notes, excluded = _enforce_minimum(groups, min_patients, small)
+    sources = ({s: tuple(lab for g in members[s] for lab in labels[g]) for s in sites}
+               if labels is not None else {})
     return SitePlan(sites={s: tuple(p) for s, p in sites.items()}, method=method,
-                    min_patients=min_patients, notes=tuple(notes),
-                    sources={s: tuple(members[s]) for s in sites} if label_sources
-                    else {}, excluded=tuple(excluded), params=dict(params or {}))
+                    min_patients=min_patients, notes=tuple(notes), sources=sources,
+                    excluded=tuple(excluded), params=dict(params or {}))
 
 
 def split_by_source(con: Any, min_patients: int = 50, small: str = "merge") -> SitePlan:
@@ -139,18 +144,25 @@ def split_by_source(con: Any, min_patients: int = 50, small: str = "merge") -> S
     _check(min_patients, small)
     rows = con.execute("SELECT source, list(patient_id ORDER BY patient_id) FROM patients "
                        "GROUP BY source ORDER BY source").fetchall()
-    return _plan({str(s): list(p) for s, p in rows}, "source", min_patients, small,
-                 label_sources=True)
+    groups = {str(s): list(p) for s, p in rows}
+    return _plan(groups, "source", min_patients, small, labels={g: [g] for g in groups})
 
 
-def split_by_organization(con: Any, min_patients: int = 50, small: str = "merge") -> SitePlan:
+def split_by_organization(con: Any, min_patients: int = 50, small: str = "merge",
+                          k: int | None = None) -> SitePlan:
     """Group patients by the city (and state) of their primary organization.
 
     The primary organization is ``patients.primary_org_id``, or, when that is NULL, the
     organization of most of the patient's encounters. Patients with no known organization
-    or city go to a group named ``unknown``. Small groups are merged into a remainder site.
+    or city go to a group named ``unknown``.
+
+    With ``k=None`` every city is a site and small cities are merged into a remainder site.
+    Synthea spreads one export over dozens of cities (MA-113: 66 cities, none above 7
+    patients), so ``k`` packs whole cities into ``k`` regional sites of similar size
+    (largest city first, into the currently smallest site): a city's patients stay together,
+    so sites differ the way catchment areas do. ``sources`` lists each site's cities.
     """
-    _check(min_patients, small)
+    _check(min_patients, small, k)
     rows = con.execute("""
         WITH enc_org AS (
             SELECT patient_id, organization_id, count(*) AS n FROM encounters
@@ -164,8 +176,19 @@ def split_by_organization(con: Any, min_patients: int = 50, small: str = "merge"
         FROM prim LEFT JOIN organizations o ON o.organization_id = prim.org
         GROUP BY grp ORDER BY grp
     """).fetchall()
-    return _plan({str(g): list(p) for g, p in rows}, "organization_city", min_patients, small,
-                 label_sources=True)
+    cities = {str(g): list(p) for g, p in rows}
+    if k is None:
+        return _plan(cities, "organization_city", min_patients, small,
+                     labels={c: [c] for c in cities})
+    regions: list[list[str]] = [[] for _ in range(k)]
+    members: list[list[str]] = [[] for _ in range(k)]
+    for city in sorted(cities, key=lambda c: (-len(cities[c]), c)):
+        i = min(range(k), key=lambda j: (len(regions[j]), j))
+        regions[i] += cities[city]
+        members[i].append(city)
+    return _plan({f"region-{i + 1}": r for i, r in enumerate(regions)}, "organization_region",
+                 min_patients, small, {"k": k},
+                 labels={f"region-{i + 1}": m for i, m in enumerate(members)})
 
 
 def _patient_labels(patient_ids: Sequence[str] | np.ndarray, y: Sequence[int] | np.ndarray,
