@@ -172,3 +172,33 @@ def test_empty_cohort_and_missing_core_tables():
     con.execute(f"CREATE TABLE patients ({schema.TABLES['patients']})")
     with pytest.raises(ValueError, match="encounters"):
         build_task_data(con, fixed_task(), SPEC)
+
+
+def test_missing_clinical_tables_degrade_to_zero_counts():
+    b = synthetic_store(n=25, seed=6)
+    person(b, "p")
+    b.medication("p", "2019-07-01T00:00:00", "314076")
+    task = fixed_task()
+    before = build_task_data(b.con, task, SPEC)
+    assert col(before, "med_lisinopril").sum() > 0
+    for t in ("medications", "procedures", "conditions", "observations", "immunizations"):
+        b.con.execute(f"DROP TABLE {t}")
+    after = build_task_data(b.con, task, SPEC)  # the outcome table is gone too: no positives
+    assert after.feature_names == before.feature_names
+    assert (after.X[:, [i for i, n in enumerate(after.feature_names)
+                        if n.startswith(("cond_", "med_", "proc_"))]] == 0).all()
+    assert after.y.sum() == 0 and len(after) >= len(before)
+
+
+def test_cap_per_patient_is_seeded_and_bounded():
+    pids = np.array(["a"] * 5 + ["b"] * 2 + ["c"])
+    td = TaskData(np.arange(8, dtype=np.float32)[:, None], np.zeros(8, np.int8), pids,
+                  np.zeros(8, "datetime64[D]"), ["x"], {"sex": pids})
+    capped = td.cap_per_patient(2, seed=0)
+    assert sorted(capped.patient_id) == ["a", "a", "b", "b", "c"]
+    assert np.all(np.diff(capped.X[:, 0]) > 0)  # original order kept
+    assert capped.X.tolist() == td.cap_per_patient(2, seed=0).X.tolist()
+    picks = {tuple(td.cap_per_patient(1, seed=s).X[:, 0]) for s in range(20)}
+    assert len(picks) > 3  # the choice within a patient is random, not "first rows"
+    with pytest.raises(ValueError, match="max_per_patient"):
+        td.cap_per_patient(0, seed=0)

@@ -19,6 +19,7 @@ from privehr.ehr.tasks import (
     Task,
     TaskValidationError,
     describe_task,
+    get_task,
     mortality_task,
     select_examples,
 )
@@ -194,3 +195,14 @@ def test_builtins_and_describe():
     assert "discharge of each inpatient" in describe_task(BUILTIN_TASKS["readmission_30d"])
     with pytest.raises(TypeError):
         BUILTIN_TASKS["x"] = fixed_task()  # read-only registry
+
+
+def test_get_task_and_future_versions():
+    assert get_task("readmission_30d") is BUILTIN_TASKS["readmission_30d"]
+    assert get_task("mortality_10y").horizon_days == 3652
+    with pytest.raises(KeyError, match="built-ins are"):
+        get_task("mortality_0y")
+    d = fixed_task().to_dict()
+    d["version"] = 99
+    with pytest.raises(TaskValidationError, match="upgrade privehr"):
+        Task.from_dict(d)

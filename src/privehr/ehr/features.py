@@ -176,6 +176,24 @@ class TaskData:
                         list(self.feature_names), {k: v[m] for k, v in self.groups.items()},
                         self.task_name, self.task_hash, self.spec_hash)
 
+    def cap_per_patient(self, max_per_patient: int, seed: int) -> TaskData:
+        """Keep at most ``max_per_patient`` examples per patient, drawn uniformly (seeded).
+
+        For encounter-level tasks: with a cap of m rows per patient, a patient-level DP bound
+        follows from the per-row one (group privacy over m rows), or per-patient clipping can
+        work on a bounded number of rows. Order of the kept rows is preserved.
+        """
+        if not isinstance(max_per_patient, int) or max_per_patient < 1:
+            raise ValueError(f"max_per_patient={max_per_patient!r}: must be an int >= 1")
+        rng = np.random.default_rng(seed)
+        order = np.lexsort((rng.random(len(self)), self.patient_id))
+        pids = self.patient_id[order]
+        starts = np.r_[0, np.flatnonzero(pids[1:] != pids[:-1]) + 1]
+        rank = np.arange(len(self)) - np.repeat(starts, np.diff(np.r_[starts, len(self)]))
+        keep = np.zeros(len(self), dtype=bool)
+        keep[order[rank < max_per_patient]] = True
+        return self.subset(keep)
+
     @staticmethod
     def concat(parts: Sequence[TaskData]) -> TaskData:
         """Stack parts built with the same task and spec (feature names must match)."""
@@ -217,7 +235,7 @@ def _count_blocks(spec: FeatureSpec, cols: Mapping[str, int], present: set[str],
                        ("procedures", in_window)):
         entries = getattr(spec, kind)
         if kind in present and entries:
-            sql = (f"SELECT x.ex, v.col, count(*)::DOUBLE AS val FROM _EX_ x "  # noqa: S608 (identifiers from allowlists, values bound)
+            sql = (f"SELECT x.ex, v.col, count(*)::DOUBLE AS val FROM _EX_ x "  # noqa: S608 (allowlisted names)
                    f"JOIN {kind} t ON t.patient_id = x.patient_id JOIN _V_ v ON v.code = t.code "
                    f"WHERE {cond} GROUP BY x.ex, v.col")
             out.append((kind, sql, _vocab_frame(entries, cols, _PREFIX[kind])))
@@ -259,7 +277,7 @@ def build_task_data(con: Any, task: Task, spec: FeatureSpec | None = None) -> Ta
     con.register(ex_view, frame)
     try:
         demo = con.execute(
-            f"SELECT x.ex, p.sex, lower(coalesce(p.race, '')) AS race, "  # noqa: S608 (identifiers from allowlists, values bound)
+            f"SELECT x.ex, p.sex, lower(coalesce(p.race, '')) AS race, "  # noqa: S608 (allowlisted names)
             f"lower(coalesce(p.ethnicity, '')) AS eth, "
             f"date_diff('day', p.birthdate, CAST(x.index_date AS DATE)) / 365.25 AS age "
             f"FROM {ex_view} x JOIN patients p USING (patient_id) ORDER BY x.ex").df()
@@ -285,7 +303,7 @@ def build_task_data(con: Any, task: Task, spec: FeatureSpec | None = None) -> Ta
         con.register(v_view, enc_cols.astype({"cls": str, "col": "int64"}))
         try:
             counts.append(con.execute(
-                f"SELECT x.ex, coalesce(v.col, {cols['enc_other']}) AS col, "  # noqa: S608 (identifiers from allowlists, values bound)
+                f"SELECT x.ex, coalesce(v.col, {cols['enc_other']}) AS col, "  # noqa: S608 (allowlisted names)
                 f"count(*)::DOUBLE AS val FROM {ex_view} x JOIN encounters t "
                 f"ON t.patient_id = x.patient_id LEFT JOIN {v_view} v "
                 f"ON v.cls = lower(t.encounter_class) WHERE CAST(t.start AS DATE) < x.index_date "
@@ -306,7 +324,7 @@ def build_task_data(con: Any, task: Task, spec: FeatureSpec | None = None) -> Ta
             con.register(v_view, vocab)
             try:
                 labs = con.execute(
-                    f"SELECT x.ex, v.col, arg_max(t.value_num, t.date) AS val FROM {ex_view} x "  # noqa: S608 (identifiers from allowlists, values bound)
+                    f"SELECT x.ex, v.col, arg_max(t.value_num, t.date) AS val FROM {ex_view} x "  # noqa: S608 (allowlisted names)
                     f"JOIN observations t ON t.patient_id = x.patient_id "
                     f"JOIN {v_view} v ON v.code = t.code WHERE t.value_num IS NOT NULL "
                     f"AND CAST(t.date AS DATE) < x.index_date AND CAST(t.date AS DATE) >= "

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from types import MappingProxyType
@@ -135,6 +136,10 @@ class Task:
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
         """Rebuild a task from ``to_dict`` output; unknown keys are an error, never ignored."""
         d = dict(data)
+        if int(d.get("version", TASK_FORMAT_VERSION)) > TASK_FORMAT_VERSION:
+            raise TaskValidationError(
+                [f"version={d['version']!r}: this privehr reads Task format <= "
+                 f"{TASK_FORMAT_VERSION}; upgrade privehr to load this task"])
         try:
             out = dict(d.pop("outcome"))
             cs = out.pop("code_set", None)
@@ -258,6 +263,17 @@ BUILTIN_TASKS: Mapping[str, Task] = MappingProxyType({
 })
 
 
+def get_task(name: str) -> Task:
+    """A built-in task by name; ``mortality_<N>y`` builds all-cause mortality within N years."""
+    if name in BUILTIN_TASKS:
+        return BUILTIN_TASKS[name]
+    m = re.fullmatch(r"mortality_(\d{1,2})y", name)
+    if m and int(m.group(1)) > 0:
+        return mortality_task(int(m.group(1)))
+    raise KeyError(f"unknown task {name!r}: built-ins are {sorted(BUILTIN_TASKS)} "
+                   "(or mortality_<N>y); define others with Task(...)")
+
+
 def describe_task(task: Task) -> str:
     """Human-readable definition (what ``privehr tasks`` prints)."""
     ix, o, c = task.index, task.outcome, task.cohort
@@ -303,22 +319,25 @@ def existing_tables(con: Any) -> set[str]:
 
 
 def _outcome_events_sql(cs: CodeSet, params: dict[str, Any], present: set[str]) -> str:
-    """UNION of (patient_id, event_ts) rows matching the code set, over existing tables."""
+    """UNION of (patient_id, event_ts) rows matching the code set, over existing tables
+    (a table the store lacks contributes no events)."""
+    tables = [t for t in cs.tables if t in present]
+    if not tables:
+        return ("SELECT CAST(NULL AS VARCHAR) AS patient_id, CAST(NULL AS TIMESTAMP) AS event_ts "
+                "WHERE FALSE")
     code_match = "FALSE"
     if cs.codes:
         params["oc_codes"] = list(cs.codes)
         code_match = "list_contains($oc_codes, code)"
     like = " OR ".join(f"contains(lower(coalesce(description, '')), $oc_s{i})"
                        for i in range(len(cs.description_contains))) or "FALSE"
-    for i, s in enumerate(cs.description_contains):
-        params[f"oc_s{i}"] = s
-    parts = [
-        f"SELECT patient_id, CAST({_DATE_COLUMN[t]} AS TIMESTAMP) AS event_ts FROM {t} "  # noqa: S608 (identifiers from allowlists, values bound)
+    for i, sub in enumerate(cs.description_contains):
+        params[f"oc_s{i}"] = sub
+    return " UNION ALL ".join(
+        f"SELECT patient_id, CAST({_DATE_COLUMN[t]} AS TIMESTAMP) AS event_ts FROM {t} "  # noqa: S608 (allowlisted names)
         f"WHERE {code_match} OR {like}"
-        for t in cs.tables if t in present
-    ]
-    empty = "SELECT CAST(NULL AS VARCHAR) AS patient_id, CAST(NULL AS TIMESTAMP) AS event_ts WHERE FALSE"
-    return " UNION ALL ".join(parts) or empty
+        for t in tables
+    )
 
 
 def _index_sql(ix: IndexRule, params: dict[str, Any]) -> str:
@@ -369,7 +388,7 @@ def select_examples(con: Any, task: Task) -> pd.DataFrame:
     if o.kind == "codes":
         assert o.code_set is not None  # validated in Task
         ctes.append(f"ev AS ({_outcome_events_sql(o.code_set, params, existing_tables(con))})")
-        label = ("EXISTS (SELECT 1 FROM ev WHERE ev.patient_id = c.patient_id AND "  # noqa: S608 (identifiers from allowlists, values bound)
+        label = ("EXISTS (SELECT 1 FROM ev WHERE ev.patient_id = c.patient_id AND "  # noqa: S608 (allowlisted names)
                  f"ev.event_ts >= c.index_ts AND ev.event_ts < {horizon_end})")
         if c.exclude_prevalent:
             where.append("NOT EXISTS (SELECT 1 FROM ev WHERE ev.patient_id = c.patient_id "
@@ -378,7 +397,7 @@ def select_examples(con: Any, task: Task) -> pd.DataFrame:
         label = f"(c.deathdate IS NOT NULL AND c.deathdate < CAST({horizon_end} AS DATE))"
     else:
         params["oc_class"] = str(o.encounter_class).lower()
-        label = ("EXISTS (SELECT 1 FROM encounters e2 WHERE e2.patient_id = c.patient_id AND "  # noqa: S608 (identifiers from allowlists, values bound)
+        label = ("EXISTS (SELECT 1 FROM encounters e2 WHERE e2.patient_id = c.patient_id AND "  # noqa: S608 (allowlisted names)
                  "lower(e2.encounter_class) = $oc_class AND e2.start >= c.index_ts AND "
                  f"e2.start < {horizon_end} AND "
                  "e2.encounter_id IS DISTINCT FROM c.index_encounter_id)")
@@ -387,7 +406,7 @@ def select_examples(con: Any, task: Task) -> pd.DataFrame:
         "CAST(i.index_ts AS DATE) AS index_date, p.deathdate, p.source, d.end_ts, "
         "date_diff('day', p.birthdate, CAST(i.index_ts AS DATE)) / 365.25 AS age "
         "FROM idx i JOIN patients p USING (patient_id) JOIN data_end d USING (source))")
-    sql = (f"WITH {', '.join(ctes)} SELECT c.patient_id, c.source, c.index_ts, c.index_date, "  # noqa: S608 (identifiers from allowlists, values bound)
+    sql = (f"WITH {', '.join(ctes)} SELECT c.patient_id, c.source, c.index_ts, c.index_date, "  # noqa: S608 (allowlisted names)
            f"CAST({label} AS TINYINT) AS y FROM cand c WHERE {' AND '.join(where)} "
            "ORDER BY c.patient_id, c.index_ts")
     df = con.execute(sql, params).df()
