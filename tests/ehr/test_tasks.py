@@ -87,6 +87,18 @@ def test_cohort_age_alive_prior_encounter_and_followup():
     assert set(labels(b.con, relaxed)) == {"adult"}
 
 
+def test_optional_cohort_rules_off_and_max_age():
+    b = StoreBuilder()
+    person(b, "adult")
+    person(b, "senior", birth="1940-01-01")
+    b.patient("unseen", "1970-01-01")
+    b.encounter("unseen", "2022-01-01T10:00:00")
+    loose = fixed_task(cohort=Cohort(min_age=18, require_prior_encounter=False))
+    assert set(labels(b.con, loose)) == {"adult", "senior", "unseen"}
+    capped = fixed_task(cohort=Cohort(min_age=18, max_age=65))
+    assert set(labels(b.con, capped)) == {"adult"}
+
+
 def test_death_outcome():
     b = StoreBuilder()
     person(b, "dies_inside", deathdate="2020-06-01")

@@ -26,7 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from typing import Any
@@ -223,31 +224,97 @@ def _vocab_frame(entries: Sequence[VocabEntry], cols: Mapping[str, int], prefix:
     return pd.DataFrame(rows, columns=["code", "col"]).astype({"code": str, "col": "int64"})
 
 
-def _count_blocks(spec: FeatureSpec, cols: Mapping[str, int], present: set[str],
-                  ) -> list[tuple[str, str, pd.DataFrame]]:
-    """(view name, SQL, vocabulary frame) for each count block whose table exists."""
-    window = "CAST({d} AS DATE) >= x.index_date - CAST($lookback AS INTEGER)"
-    active = ("CAST(t.start AS DATE) < x.index_date AND (t.stop IS NULL OR "
-              + window.format(d="t.stop") + ")")
-    in_window = ("CAST(t.start AS DATE) < x.index_date AND " + window.format(d="t.start"))
+@contextmanager
+def _registered(con: Any, frame: pd.DataFrame) -> Iterator[str]:
+    """Register ``frame`` under a fresh name for one query block, then remove it (works on
+    read-only connections and leaves nothing behind in the store)."""
+    name = f"_privehr_{uuid.uuid4().hex[:12]}"
+    con.register(name, frame)
+    try:
+        yield name
+    finally:
+        con.unregister(name)
+
+
+_WINDOW = "CAST({d} AS DATE) >= x.index_date - CAST($lookback AS INTEGER)"
+# conditions/medications: started before the index day and active at some point in the window
+_ACTIVE = ("CAST(t.start AS DATE) < x.index_date AND (t.stop IS NULL OR "
+           + _WINDOW.format(d="t.stop") + ")")
+# procedures/encounters: dated inside the window
+_IN_WINDOW = "CAST(t.start AS DATE) < x.index_date AND " + _WINDOW.format(d="t.start")
+
+
+def _demographics(con: Any, ex: str, spec: FeatureSpec, X: np.ndarray,
+                  cols: Mapping[str, int]) -> dict[str, np.ndarray]:
+    """Fill age/sex/race-ethnicity columns; return the subgroup labels."""
+    demo = con.execute(
+        "SELECT x.ex, p.sex, lower(coalesce(p.race, '')) AS race, "  # noqa: S608 (allowlisted names)
+        "lower(coalesce(p.ethnicity, '')) AS eth, "
+        "date_diff('day', p.birthdate, CAST(x.index_date AS DATE)) / 365.25 AS age "
+        f"FROM {ex} x JOIN patients p USING (patient_id) ORDER BY x.ex").df()
+    age = np.minimum(demo["age"].to_numpy(dtype=np.float64), spec.age_cap)
+    X[:, cols["age"]] = age
+    sex = np.array([s if s in spec.sex else "unknown" for s in demo["sex"].fillna("")])
+    for s in spec.sex:
+        X[:, cols[f"sex_{s}"]] = sex == s
+    race = np.where(demo["eth"].to_numpy() == "hispanic", "hispanic", demo["race"])
+    race = np.array([r if r in spec.race_ethnicity else "other" for r in race])
+    for r in spec.race_ethnicity:
+        X[:, cols[f"race_eth_{r}"]] = race == r
+    return {"sex": sex.astype(str), "race_ethnicity": race.astype(str),
+            "age_band": age_bands(age)}
+
+
+def _counts(con: Any, ex: str, spec: FeatureSpec, present: set[str],
+            cols: Mapping[str, int], params: Mapping[str, Any]) -> list[pd.DataFrame]:
+    """Long-format (ex, col, val) counts of vocabulary codes and encounter classes."""
     out = []
-    for kind, cond in (("conditions", active), ("medications", active),
-                       ("procedures", in_window)):
+    for kind, cond in (("conditions", _ACTIVE), ("medications", _ACTIVE),
+                       ("procedures", _IN_WINDOW)):
         entries = getattr(spec, kind)
-        if kind in present and entries:
-            sql = (f"SELECT x.ex, v.col, count(*)::DOUBLE AS val FROM _EX_ x "  # noqa: S608 (allowlisted names)
-                   f"JOIN {kind} t ON t.patient_id = x.patient_id JOIN _V_ v ON v.code = t.code "
-                   f"WHERE {cond} GROUP BY x.ex, v.col")
-            out.append((kind, sql, _vocab_frame(entries, cols, _PREFIX[kind])))
+        if kind not in present or not entries:
+            continue  # a missing table means zero counts, never a failure
+        with _registered(con, _vocab_frame(entries, cols, _PREFIX[kind])) as v:
+            out.append(con.execute(
+                f"SELECT x.ex, v.col, count(*)::DOUBLE AS val FROM {ex} x "  # noqa: S608 (allowlisted names)
+                f"JOIN {kind} t ON t.patient_id = x.patient_id JOIN {v} v ON v.code = t.code "
+                f"WHERE {cond} GROUP BY x.ex, v.col", params).df())
+    enc = pd.DataFrame({"cls": [str(c) for c in spec.encounter_classes],
+                        "col": [cols[f"enc_{c}"] for c in spec.encounter_classes]})
+    with _registered(con, enc.astype({"col": "int64"})) as v:
+        out.append(con.execute(
+            f"SELECT x.ex, coalesce(v.col, {cols['enc_other']}) AS col, "  # noqa: S608 (allowlisted names)
+            f"count(*)::DOUBLE AS val FROM {ex} x JOIN encounters t "
+            f"ON t.patient_id = x.patient_id LEFT JOIN {v} v ON v.cls = lower(t.encounter_class) "
+            f"WHERE {_IN_WINDOW} GROUP BY ALL", params).df())
     return out
+
+
+def _labs(con: Any, ex: str, spec: FeatureSpec, present: set[str], X: np.ndarray,
+          cols: Mapping[str, int], params: Mapping[str, Any]) -> None:
+    """Latest numeric value per LOINC feature in the window, with its missing indicator."""
+    for e in spec.observations:
+        X[:, cols[f"obs_{e.name}_missing"]] = 1.0
+    if "observations" not in present or not spec.observations:
+        return
+    with _registered(con, _vocab_frame(spec.observations, cols, "obs")) as v:
+        labs = con.execute(
+            f"SELECT x.ex, v.col, arg_max(t.value_num, t.date) AS val FROM {ex} x "  # noqa: S608 (allowlisted names)
+            f"JOIN observations t ON t.patient_id = x.patient_id "
+            f"JOIN {v} v ON v.code = t.code WHERE t.value_num IS NOT NULL "
+            f"AND CAST(t.date AS DATE) < x.index_date AND {_WINDOW.format(d='t.date')} "
+            f"GROUP BY x.ex, v.col", params).df()
+    rows, vcol = labs["ex"].to_numpy(), labs["col"].to_numpy()
+    X[rows, vcol] = labs["val"].to_numpy(dtype=np.float64)
+    X[rows, vcol + 1] = 0.0  # the missing indicator sits right after its value
 
 
 def build_task_data(con: Any, task: Task, spec: FeatureSpec | None = None) -> TaskData:
     """Select a task's examples in ``con`` (a DuckDB connection to one store) and featurise.
 
-    All heavy lifting is DuckDB SQL over the whole cohort at once; the result is scattered
-    into a dense float32 matrix. Works on read-only connections (temporary frames are
-    registered views, removed afterwards).
+    All heavy lifting is DuckDB SQL over the whole cohort at once (no per-patient loops);
+    long-format results are scattered into a dense float32 matrix. Works on read-only
+    connections.
     """
     spec = spec or FeatureSpec.default()
     present = existing_tables(con)
@@ -258,88 +325,26 @@ def build_task_data(con: Any, task: Task, spec: FeatureSpec | None = None) -> Ta
     ex = select_examples(con, task)
     names = spec.feature_names()
     cols = {n: i for i, n in enumerate(names)}
-    n = len(ex)
-    X = np.zeros((n, len(names)), dtype=np.float32)
-    frame = pd.DataFrame({"ex": np.arange(n, dtype=np.int64),
-                          "patient_id": ex["patient_id"].astype(str).to_numpy(),
-                          # datetime.date objects register as DuckDB DATE
-                          "index_date": pd.to_datetime(ex["index_date"]).dt.date.astype(object)})
-    if n == 0:
-        empty = np.array([], dtype=str)
-        return TaskData(X=X, y=np.zeros(0, np.int8), patient_id=empty,
-                        index_date=np.zeros(0, "datetime64[D]"), feature_names=names,
-                        groups={"sex": empty, "race_ethnicity": empty, "age_band": empty},
-                        task_name=task.name, task_hash=task.config_hash(),
-                        spec_hash=spec.config_hash())
-    tag = uuid.uuid4().hex[:12]
-    ex_view, v_view = f"_privehr_ex_{tag}", f"_privehr_v_{tag}"
-    params = {"lookback": task.lookback_days}
-    con.register(ex_view, frame)
-    try:
-        demo = con.execute(
-            f"SELECT x.ex, p.sex, lower(coalesce(p.race, '')) AS race, "  # noqa: S608 (allowlisted names)
-            f"lower(coalesce(p.ethnicity, '')) AS eth, "
-            f"date_diff('day', p.birthdate, CAST(x.index_date AS DATE)) / 365.25 AS age "
-            f"FROM {ex_view} x JOIN patients p USING (patient_id) ORDER BY x.ex").df()
-        age = np.minimum(demo["age"].to_numpy(dtype=np.float64), spec.age_cap)
-        X[:, cols["age"]] = age
-        sex = np.array([s if s in spec.sex else "unknown" for s in demo["sex"].fillna("")])
-        for s in spec.sex:
-            X[:, cols[f"sex_{s}"]] = sex == s
-        race = np.where(demo["eth"].to_numpy() == "hispanic", "hispanic", demo["race"])
-        race = np.array([r if r in spec.race_ethnicity else "other" for r in race])
-        for r in spec.race_ethnicity:
-            X[:, cols[f"race_eth_{r}"]] = race == r
-        counts = []
-        for _kind, sql, vocab in _count_blocks(spec, cols, present):
-            con.register(v_view, vocab)
-            try:
-                q = sql.replace("_EX_", ex_view).replace("_V_", v_view)
-                counts.append(con.execute(q, params).df())
-            finally:
-                con.unregister(v_view)
-        enc_cols = pd.DataFrame({"cls": list(spec.encounter_classes),
-                                 "col": [cols[f"enc_{c}"] for c in spec.encounter_classes]})
-        con.register(v_view, enc_cols.astype({"cls": str, "col": "int64"}))
-        try:
-            counts.append(con.execute(
-                f"SELECT x.ex, coalesce(v.col, {cols['enc_other']}) AS col, "  # noqa: S608 (allowlisted names)
-                f"count(*)::DOUBLE AS val FROM {ex_view} x JOIN encounters t "
-                f"ON t.patient_id = x.patient_id LEFT JOIN {v_view} v "
-                f"ON v.cls = lower(t.encounter_class) WHERE CAST(t.start AS DATE) < x.index_date "
-                f"AND CAST(t.start AS DATE) >= x.index_date - CAST($lookback AS INTEGER) "
-                f"GROUP BY ALL", params).df())
-        finally:
-            con.unregister(v_view)
-        for c in counts:
-            val = c["val"].to_numpy(dtype=np.float64)
-            if spec.count_transform == "log1p":
-                val = np.log1p(val)
-            X[c["ex"].to_numpy(), c["col"].to_numpy()] = val
-        obs_names = [e.name for e in spec.observations]
-        for name in obs_names:
-            X[:, cols[f"obs_{name}_missing"]] = 1.0
-        if "observations" in present and spec.observations:
-            vocab = _vocab_frame(spec.observations, cols, "obs")
-            con.register(v_view, vocab)
-            try:
-                labs = con.execute(
-                    f"SELECT x.ex, v.col, arg_max(t.value_num, t.date) AS val FROM {ex_view} x "  # noqa: S608 (allowlisted names)
-                    f"JOIN observations t ON t.patient_id = x.patient_id "
-                    f"JOIN {v_view} v ON v.code = t.code WHERE t.value_num IS NOT NULL "
-                    f"AND CAST(t.date AS DATE) < x.index_date AND CAST(t.date AS DATE) >= "
-                    f"x.index_date - CAST($lookback AS INTEGER) GROUP BY x.ex, v.col",
-                    params).df()
-            finally:
-                con.unregister(v_view)
-            rows, vcol = labs["ex"].to_numpy(), labs["col"].to_numpy()
-            X[rows, vcol] = labs["val"].to_numpy(dtype=np.float64)
-            X[rows, vcol + 1] = 0.0  # the missing indicator sits right after its value
-    finally:
-        con.unregister(ex_view)
-    groups = {"sex": sex, "race_ethnicity": race, "age_band": age_bands(age)}
+    X = np.zeros((len(ex), len(names)), dtype=np.float32)
+    empty = np.array([], dtype=str)
+    groups = {"sex": empty, "race_ethnicity": empty, "age_band": empty}
+    if len(ex):
+        frame = pd.DataFrame({
+            "ex": np.arange(len(ex), dtype=np.int64),
+            "patient_id": ex["patient_id"].astype(str).to_numpy(),
+            # datetime.date objects register as DuckDB DATE
+            "index_date": pd.to_datetime(ex["index_date"]).dt.date.astype(object)})
+        params = {"lookback": task.lookback_days}
+        with _registered(con, frame) as exv:
+            groups = _demographics(con, exv, spec, X, cols)
+            for c in _counts(con, exv, spec, present, cols, params):
+                val = c["val"].to_numpy(dtype=np.float64)
+                X[c["ex"].to_numpy(), c["col"].to_numpy()] = (
+                    np.log1p(val) if spec.count_transform == "log1p" else val)
+            _labs(con, exv, spec, present, X, cols, params)
     return TaskData(
-        X=X, y=ex["y"].to_numpy(dtype=np.int8), patient_id=frame["patient_id"].to_numpy(),
+        X=X, y=ex["y"].to_numpy(dtype=np.int8),
+        patient_id=ex["patient_id"].astype(str).to_numpy(),
         index_date=pd.to_datetime(ex["index_date"]).to_numpy().astype("datetime64[D]"),
         feature_names=names, groups=groups, task_name=task.name,
         task_hash=task.config_hash(), spec_hash=spec.config_hash())

@@ -409,7 +409,9 @@ def select_examples(con: Any, task: Task) -> pd.DataFrame:
     sql = (f"WITH {', '.join(ctes)} SELECT c.patient_id, c.source, c.index_ts, c.index_date, "  # noqa: S608 (allowlisted names)
            f"CAST({label} AS TINYINT) AS y FROM cand c WHERE {' AND '.join(where)} "
            "ORDER BY c.patient_id, c.index_ts")
-    df = con.execute(sql, params).df()
+    # DuckDB refuses unused named parameters: bind only those the query uses
+    used = {k: v for k, v in params.items() if re.search(rf"\${k}\b", sql)}
+    df = con.execute(sql, used).df()
     if task.level == "patient" and df["patient_id"].duplicated().any():
         raise RuntimeError(f"task {task.name}: a patient-level rule yielded two examples for "
                            "one patient; this is a bug in the index rule")
