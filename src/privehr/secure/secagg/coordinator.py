@@ -27,6 +27,7 @@ from privehr.secure.secagg.keys import (
     commit_seed,
     pair_mask_seed,
     self_mask_seed,
+    x25519_from_raw,
     x25519_public_of,
 )
 from privehr.secure.secagg.messages import (
@@ -68,6 +69,7 @@ class SecAggCoordinator:
         self._stage: str | None = None
         self._sent_to: frozenset[str] = frozenset()
         self._graph: dict[str, frozenset[str]] = {}
+        self._lagrange: dict[tuple[int, ...], list[int]] = {}  # this round's point sets
         self.stats: dict[str, Any] = {"malformed": {}}
 
     @property
@@ -208,7 +210,8 @@ class SecAggCoordinator:
             total += arr.astype(cfg.word_dtype, copy=False)
         for owner, b in seeds.items():
             total -= expand_mask(self_mask_seed(b, self._cfg, owner), cfg.dim, cfg.word_dtype)
-        for owner, sk in sks.items():
+        for owner, sk_raw in sks.items():
+            sk = x25519_from_raw(sk_raw)  # parse once, not once per peer
             for peer in sorted(self._graph[owner] & self._u3):
                 seed = pair_mask_seed(sk, self._adverts[peer][c.KEY_S_PK], self._cfg, owner, peer)
                 mask = expand_mask(seed, cfg.dim, cfg.word_dtype)
@@ -274,7 +277,7 @@ class SecAggCoordinator:
             raise SecAggAborted(c.STAGE_UNMASK, f"only {len(shares)} shares for {owner!r} < t={t}")
         for subset in itertools.islice(itertools.combinations(shares, t), MAX_SUBSETS):
             try:
-                value = combine(subset, 32)
+                value = combine(subset, 32, self._lagrange)
                 if ok(value):
                     return value
             except (ValueError, CryptoCheckFailed):

@@ -63,6 +63,10 @@ def private_raw(key: X25519PrivateKey) -> bytes:
     return key.private_bytes_raw()
 
 
+def x25519_from_raw(private: bytes) -> X25519PrivateKey:
+    return X25519PrivateKey.from_private_bytes(private)
+
+
 def x25519_public_of(private: bytes) -> bytes:
     """Public key of a raw private key (to check a reconstructed key against its advert)."""
     return X25519PrivateKey.from_private_bytes(private).public_key().public_bytes_raw()

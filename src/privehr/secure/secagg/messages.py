@@ -51,10 +51,13 @@ def require_bytes_map(
     stage: str, payload: Mapping[str, Any], key: str, size: int | None = None
 ) -> dict[str, bytes]:
     value = payload.get(key)
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, bytes) and (size is None or len(v) == size)
-        for k, v in value.items()
-    ):
+    ok = isinstance(value, Mapping)
+    if ok:  # plain loop and exact types: this runs for every share of every site
+        for k, v in value.items():
+            if type(k) is not str or type(v) is not bytes or (size is not None and len(v) != size):
+                ok = False
+                break
+    if not ok:
         raise SecAggAborted(stage, f"malformed payload: {key!r} must map site ids to bytes")
     return dict(value)
 

@@ -28,6 +28,8 @@ def expand_mask(seed: bytes, dim: int, dtype: str = "uint32") -> np.ndarray:
         raise ValueError(f"dtype={dtype!r}: expected 'uint32' or 'uint64'")
     n_bytes = dim * word.itemsize
     encryptor = Cipher(algorithms.AES(seed), modes.CTR(_ZERO_IV)).encryptor()
-    buf = bytearray(n_bytes + 15)  # update_into needs block_size - 1 spare bytes
-    encryptor.update_into(bytes(n_bytes), buf)
+    # Encrypt a zeroed buffer in place: the output is the bare keystream, with no second
+    # allocation or copy (update_into wants block_size - 1 spare bytes after the output).
+    buf = bytearray(n_bytes + 15)
+    encryptor.update_into(memoryview(buf)[:n_bytes], buf)
     return np.frombuffer(buf, dtype=word, count=dim)

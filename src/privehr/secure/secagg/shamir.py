@@ -13,7 +13,7 @@ leaks nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 PRIME = (1 << 521) - 1
@@ -64,25 +64,38 @@ def split(secret: bytes, threshold: int, xs: Sequence[int], rng: RandomSource) -
     return shares
 
 
-def combine(shares: Iterable[bytes], secret_len: int) -> bytes:
-    """Interpolate at 0; raises ValueError if points repeat or the result is out of range."""
-    points = [decode_share(s) for s in shares]
-    xs = [x for x, _ in points]
-    if len(set(xs)) != len(xs) or not points:
-        raise ValueError("shares must have distinct, non-empty evaluation points")
-    secret = 0
-    for i, (xi, yi) in enumerate(points):
+def lagrange_at_zero(xs: Sequence[int]) -> list[int]:
+    """Coefficients l_i with f(0) = sum l_i f(x_i); they depend only on the points."""
+    coeffs = []
+    for i, xi in enumerate(xs):
         num, den = 1, 1
         for j, xj in enumerate(xs):
             if j != i:
                 num = num * xj % PRIME
                 den = den * (xj - xi) % PRIME
-        secret = (secret + yi * num * pow(den, -1, PRIME)) % PRIME
+        coeffs.append(num * pow(den, -1, PRIME) % PRIME)
+    return coeffs
+
+
+def combine(
+    shares: Iterable[bytes],
+    secret_len: int,
+    cache: dict[tuple[int, ...], list[int]] | None = None,
+) -> bytes:
+    """Interpolate at 0; raises ValueError if points repeat or the result is out of range.
+
+    ``cache`` (owned by the caller, e.g. one per round) keeps the Lagrange coefficients of each
+    point set: in a complete graph every secret is rebuilt from the same holders.
+    """
+    points = [decode_share(s) for s in shares]
+    xs = tuple(x for x, _ in points)
+    if len(set(xs)) != len(xs) or not points:
+        raise ValueError("shares must have distinct, non-empty evaluation points")
+    if cache is None:
+        coeffs = lagrange_at_zero(xs)
+    else:
+        coeffs = cache.get(xs) or cache.setdefault(xs, lagrange_at_zero(xs))
+    secret = sum(y * lam for (_, y), lam in zip(points, coeffs, strict=True)) % PRIME
     if secret >= 1 << (8 * secret_len):
         raise ValueError("shares do not reconstruct a valid secret")
     return secret.to_bytes(secret_len, "big")
-
-
-def shares_by_x(shares: Mapping[str, bytes]) -> dict[str, int]:
-    """Evaluation point of each holder's share (for diagnostics and tests)."""
-    return {holder: decode_share(s)[0] for holder, s in shares.items()}

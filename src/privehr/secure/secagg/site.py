@@ -81,6 +81,8 @@ class SecAggSite:
         self._input: np.ndarray | None = None
         self._held: dict[str, tuple[bytes, bytes]] = {}  # owner -> (sk share, b share)
         self._revealed: dict[str, str] = {}  # owner -> share kind revealed
+        self._channel: dict[str, bytes] = {}  # peer -> AES-GCM key of the share channel
+        self._pair_seeds: dict[str, bytes] = {}  # peer -> pairwise mask seed
 
     # -- public API ---------------------------------------------------------------------------
     @property
@@ -188,14 +190,20 @@ class SecAggSite:
         sk_shares = split(private_raw(self._s_sk), t, xs, self._rng)
         b_shares = split(self._b, t, xs, self._rng)
         out: dict[str, bytes] = {}
+        # Both agreements per neighbour happen here, once: the channel key is reused to open the
+        # shares relayed back, and the pairwise seeds leave only PRG work for the masking stage.
         for holder in holders:
             x = points[holder]
             if holder == self.site_id:
                 self._held[holder] = (sk_shares[x], b_shares[x])
                 continue
+            self._pair_seeds[holder] = pair_mask_seed(
+                self._s_sk, adverts[holder][c.KEY_S_PK], self._cfg, self.site_id, holder
+            )
             key = channel_key(
                 self._c_sk, adverts[holder][c.KEY_C_PK], self._cfg, self.site_id, holder
             )
+            self._channel[holder] = key
             out[holder] = seal_share(
                 key, self._rng, self._cfg, self.site_id, holder, sk_shares[x] + b_shares[x]
             )
@@ -214,10 +222,7 @@ class SecAggSite:
             raise SecAggAborted(stage, "relayed ciphertexts do not match the share senders")
         for sender, blob in cts.items():
             try:
-                key = channel_key(
-                    self._c_sk, self._adverts[sender][c.KEY_C_PK], self._cfg, sender, self.site_id
-                )
-                plain = open_share(key, self._cfg, sender, self.site_id, blob)
+                plain = open_share(self._channel[sender], self._cfg, sender, self.site_id, blob)
                 sk_share, b_share = plain[:SHARE_BYTES], plain[SHARE_BYTES:]
                 if (
                     decode_share(sk_share)[0] != self._my_x
@@ -236,15 +241,13 @@ class SecAggSite:
             self_mask_seed(self._b, self._cfg, self.site_id), cfg.dim, cfg.word_dtype
         )
         for peer in sorted(expected):
-            seed = pair_mask_seed(
-                self._s_sk, self._adverts[peer][c.KEY_S_PK], self._cfg, self.site_id, peer
-            )
-            mask = expand_mask(seed, cfg.dim, cfg.word_dtype)
+            mask = expand_mask(self._pair_seeds[peer], cfg.dim, cfg.word_dtype)
             if self.site_id < peer:
                 masked += mask
             else:
                 masked -= mask
         self._input = None
+        self._pair_seeds.clear()
         if cfg.bits not in (32, 64):
             masked &= masked.dtype.type(cfg.modulus_mask)
         return {c.KEY_MASKED: masked}
@@ -289,6 +292,7 @@ class SecAggSite:
                 raise SecAggAborted(stage, f"refused: both share kinds of {owner!r}")
             (b_out if kind == "b" else sk_out)[owner] = b_share if kind == "b" else sk_share
         self._held.clear()
+        self._channel.clear()
         return {c.KEY_B_SHARES: b_out, c.KEY_SK_SHARES: sk_out}
 
     # -- helpers ------------------------------------------------------------------------------
@@ -303,4 +307,6 @@ class SecAggSite:
     def _abort(self) -> None:
         self._next = "aborted"
         self._held.clear()
+        self._pair_seeds.clear()
+        self._channel.clear()
         self._input = None
