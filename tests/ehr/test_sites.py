@@ -11,6 +11,7 @@ from store_factory import StoreBuilder, synthetic_store
 from privehr.ehr.features import FeatureSpec, build_task_data
 from privehr.ehr.sites import (
     SitePlan,
+    plan_sites,
     split_by_organization,
     split_by_source,
     split_dirichlet,
@@ -157,3 +158,18 @@ def test_plan_splits_task_data_and_summarises():
         assert r["prevalence"] == pytest.approx(part.y.mean())
     back = SitePlan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert back == plan
+
+
+def test_plan_sites_dispatches():
+    b = pool_store()
+    td = build_task_data(b.con, BUILTIN_TASKS["mortality_5y"], FeatureSpec.default())
+    assert plan_sites(b.con, "source").sites == split_by_source(b.con).sites
+    assert plan_sites(b.con, "organization", min_patients=5).method == "organization_city"
+    strat = plan_sites(b.con, "stratified", td, k=2, seed=3, min_patients=10)
+    assert strat.sites == split_stratified(td.patient_id, td.y, 2, 3, 10).sites
+    diri = plan_sites(b.con, "dirichlet", td, k=2, alpha=0.5, seed=3, min_patients=10)
+    assert diri.params == {"k": 2, "alpha": 0.5, "seed": 3}
+    with pytest.raises(ValueError, match="pass data="):
+        plan_sites(b.con, "stratified", k=2)
+    with pytest.raises(ValueError, match="one of"):
+        plan_sites(b.con, "random")

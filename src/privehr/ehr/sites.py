@@ -240,6 +240,32 @@ def split_stratified(patient_ids: Sequence[str] | np.ndarray, y: Sequence[int] |
     return _plan(groups, "stratified", min_patients, small, {"k": k, "seed": seed})
 
 
+SPLIT_METHODS = ("source", "organization", "stratified", "dirichlet")
+
+
+def plan_sites(con: Any, method: str, data: TaskData | None = None, *, k: int | None = None,
+               alpha: float = 0.5, seed: int = 0, min_patients: int = 50,
+               small: str = "merge") -> SitePlan:
+    """One entry point for ``privehr sites``: dispatch on ``method``.
+
+    ``source`` and ``organization`` (with optional ``k`` regions) read the store;
+    ``stratified`` and ``dirichlet`` split the patients of ``data`` (a task's examples) into
+    ``k`` sites by their labels.
+    """
+    if method == "source":
+        return split_by_source(con, min_patients, small)
+    if method == "organization":
+        return split_by_organization(con, min_patients, small, k)
+    if method in ("stratified", "dirichlet"):
+        if data is None or k is None:
+            raise ValueError(f"method={method!r} splits a task's patients by label: pass "
+                             "data=build_task_data(...) and k=<number of sites>")
+        if method == "stratified":
+            return split_stratified(data.patient_id, data.y, k, seed, min_patients, small)
+        return split_dirichlet(data.patient_id, data.y, k, alpha, seed, min_patients, small)
+    raise ValueError(f"method={method!r}: must be one of {SPLIT_METHODS}")
+
+
 def summarise_sites(plan: SitePlan, task_data_by_site: Mapping[str, TaskData],
                     ) -> list[dict[str, Any]]:
     """One row per site: patients in the plan, cohort patients, examples, outcome prevalence."""
