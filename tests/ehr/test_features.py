@@ -142,6 +142,7 @@ def test_feature_names_identical_across_stores():
     assert a.feature_names == b.feature_names == SPEC.feature_names()
     assert a.spec_hash == b.spec_hash and a.X.shape[1] == b.X.shape[1]
     assert a.X.dtype == np.float32 and a.index_date.dtype == np.dtype("datetime64[D]")
+    assert a.y.dtype == np.int8 and a.patient_id.dtype.kind == "U"
     both = TaskData.concat([a, b])
     assert len(both) == len(a) + len(b) and both.n_patients == a.n_patients + b.n_patients
     sub = both.subset(both.y == 1)

@@ -156,6 +156,9 @@ def test_plan_splits_task_data_and_summarises():
         assert r["patients"] == len(plan.sites[r["site"]])
         assert r["examples"] == len(part) and r["cohort_patients"] == part.n_patients
         assert r["prevalence"] == pytest.approx(part.y.mean())
+    empty = summarise_sites(plan, {})
+    assert all(r["examples"] == 0 and r["prevalence"] is None for r in empty)
+    json.dumps(rows + empty)  # JSON-ready rows
     back = SitePlan.from_dict(json.loads(json.dumps(plan.to_dict())))
     assert back == plan
 

@@ -344,7 +344,7 @@ def build_task_data(con: Any, task: Task, spec: FeatureSpec | None = None) -> Ta
             _labs(con, exv, spec, present, X, cols, params)
     return TaskData(
         X=X, y=ex["y"].to_numpy(dtype=np.int8),
-        patient_id=ex["patient_id"].astype(str).to_numpy(),
+        patient_id=np.asarray(ex["patient_id"].astype(str).tolist(), dtype=str),
         index_date=pd.to_datetime(ex["index_date"]).to_numpy().astype("datetime64[D]"),
         feature_names=names, groups=groups, task_name=task.name,
         task_hash=task.config_hash(), spec_hash=spec.config_hash())

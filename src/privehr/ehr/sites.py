@@ -268,7 +268,8 @@ def plan_sites(con: Any, method: str, data: TaskData | None = None, *, k: int | 
 
 def summarise_sites(plan: SitePlan, task_data_by_site: Mapping[str, TaskData],
                     ) -> list[dict[str, Any]]:
-    """One row per site: patients in the plan, cohort patients, examples, outcome prevalence."""
+    """One row per site: patients in the plan, cohort patients, examples, positives and
+    outcome prevalence (None for a site without examples; rows are JSON-ready)."""
     rows = []
     for site in [*plan.sites, *(s for s in task_data_by_site if s not in plan.sites)]:
         td = task_data_by_site.get(site)
@@ -277,5 +278,5 @@ def summarise_sites(plan: SitePlan, task_data_by_site: Mapping[str, TaskData],
         rows.append({"site": site, "patients": len(plan.sites.get(site, ())),
                      "cohort_patients": td.n_patients if td is not None else 0,
                      "examples": n_ex, "positives": pos,
-                     "prevalence": pos / n_ex if n_ex else float("nan")})
+                     "prevalence": pos / n_ex if n_ex else None})
     return rows
