@@ -11,6 +11,7 @@ from privehr.evaluation.attacks.audit import (
     choose_guesses,
     coordinate_canaries,
     eps_lower_bound,
+    input_canary_scorer,
     one_run_audit,
     pad_for_canaries,
 )
@@ -142,3 +143,18 @@ def test_audit_inputs_are_validated_all_at_once():
 def test_scores_of_wrong_shape_are_rejected():
     with pytest.raises(ValueError, match="one per canary"):
         one_run_audit(lambda c, inc, s: np.zeros(3), np.zeros((10, 1)), 10, 2, 2, 0.0, 0.05, 0)
+
+
+def test_input_canary_scorer_wraps_any_train_fn():
+    X, y = make_task(200, D, seed=0)
+    canaries = coordinate_canaries(M, D, value=3.0)
+
+    def train_fn(Xt, yt, seed):
+        w, b = fit_logreg(Xt, yt, l2=0.0, steps=100)
+        return lambda Z: 1 / (1 + np.exp(-(Z @ w + b)))
+
+    res = one_run_audit(input_canary_scorer(X, y, train_fn), canaries, M, 40, 40, 1e-5, 0.05, 2)
+    assert res.eps_lower_bound > 1.0
+    with pytest.raises(ValueError, match="fewer than"):
+        input_canary_scorer(np.zeros((5, M + D + 1)), np.zeros(5), train_fn)(
+            canaries, np.ones(M, bool), 0)

@@ -29,6 +29,7 @@ from scipy.special import expit
 from scipy.stats import binom
 
 from privehr.evaluation.attacks._checks import Checks
+from privehr.evaluation.attacks._model_io import TrainFn, logit_confidence, true_label_probability
 from privehr.evaluation.attacks.results import AuditResult
 
 TrainAndScoreFn = Callable[[Any, np.ndarray, int], np.ndarray]
@@ -187,3 +188,28 @@ def pad_for_canaries(X: np.ndarray, m: int) -> np.ndarray:
     """Append ``m`` all-zero columns (the canaries' private coordinates) to real records."""
     X = np.asarray(X, dtype=float)
     return np.concatenate([X, np.zeros((X.shape[0], m))], axis=1)
+
+
+def input_canary_scorer(X: np.ndarray, y: np.ndarray, train_fn: TrainFn) -> TrainAndScoreFn:
+    """Build ``train_and_score_fn`` for input-space canaries from any ``train_fn``.
+
+    The returned function pads the base records ``X`` with one zero column per canary (see
+    :func:`pad_for_canaries`), appends the included canaries, trains once with
+    ``train_fn`` and scores every canary by φ = logit of its label's probability (higher =
+    lower loss = "looks included"). Use with ``canaries = coordinate_canaries(m, d)``.
+    """
+    X = np.asarray(X, dtype=float)
+    y = np.asarray(y, dtype=np.int64)
+
+    def train_and_score(canaries: Any, include: np.ndarray, seed: int) -> np.ndarray:
+        cx, cy = canaries
+        m_extra = cx.shape[1] - X.shape[1]
+        if m_extra < 0:
+            raise ValueError(f"canaries have {cx.shape[1]} columns, fewer than the "
+                             f"{X.shape[1]} of X; build them with coordinate_canaries.")
+        base = pad_for_canaries(X, m_extra)
+        model = train_fn(np.concatenate([base, cx[include]]),
+                         np.concatenate([y, cy[include]]), seed)
+        return logit_confidence(true_label_probability(model, cx, cy))
+
+    return train_and_score
