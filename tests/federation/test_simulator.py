@@ -6,7 +6,8 @@ from privehr.federation import protocol as P
 from privehr.federation.config import ConfigEntry, parse_config
 from privehr.federation.coordinator import Coordinator
 from privehr.federation.handlers import SiteHandlers
-from privehr.federation.methods import PlainProtection, run_centralised, run_federated
+from privehr.federation.methods import run_centralised, run_federated
+from privehr.federation.modes import PlainProtection
 from privehr.federation.simulator import DropoutPlan, InProcessTransport
 from privehr.federation.site import SiteNode
 from privehr.learning.models import get_flat, make_model
@@ -48,7 +49,7 @@ def test_every_release_is_charged_and_bytes_counted(sites3):
     kinds = [k for _, k, _ in log]
     # per site: stats once, one update per round, evaluation once
     assert kinds.count("model_update") == 3 * 3
-    assert kinds.count("standardisation_stats") == 3 and kinds.count("evaluation_histograms") == 3
+    assert kinds.count("standardisation_stats") == 3 and kinds.count("histogram") == 3
     assert all(ev is None for _, _, ev in log)  # plain mode: all non-private, none skipped
     assert all(b["up"] > 0 and b["down"] > 0 for b in res.entry["bytes"].values())
     assert res.entry["global"]["auroc"] > 0.7

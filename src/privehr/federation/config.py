@@ -51,11 +51,16 @@ class PrivacySection(_Strict):
     clip_norm: float = Field(1.0, gt=0)
     sampling_rate: float = Field(0.1, gt=0, le=1)
     dp_evaluation: bool = True
-    eval_epsilon: float = Field(0.5, gt=0)
-    stats_epsilon: float = Field(0.5, gt=0)
-    secagg_bits: int = Field(32, ge=16, le=62)
+    stats_share: float = Field(0.1, gt=0, lt=0.5, description="share of a config's ε for standardisation stats")
+    stats_bound: float = Field(3.0, gt=0, description="per-feature bound after public scaling")
+    update_clip: float = Field(10.0, gt=0, description="L2 clip of a FedAvg delta before SecAgg/HE encoding")
+    max_site_examples: int = Field(5000, ge=1, description="public bound on a site's example count (SecAgg range)")
+    secagg_bits: int = Field(40, ge=16, le=62)
+    secagg_degree: int | None = Field(None, ge=2, description="SecAgg+ neighbourhood degree; None = complete graph")
     ddp_rounds: int = Field(60, ge=1)
     ddp_server_lr: float = Field(1.0, gt=0)
+    ddp_gamma: float = Field(0.01, gt=0, description="lattice step: clip/gamma lattice units per patient")
+    seeded_noise_for_tests: int | None = Field(None, description="TESTS ONLY: seeded noise; marks the run non-private")
 
 
 class ConfigEntry(_Strict):

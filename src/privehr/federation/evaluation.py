@@ -40,11 +40,13 @@ def site_histograms(data, p: np.ndarray, n_bins: int) -> dict[str, Any]:
     return out
 
 
-def noisy_counts(vec: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
-    """Keep only counts (neg, pos) and add N(0, σ²); sum_p/SSE are rebuilt from bin centres."""
+def noisy_counts(vec: np.ndarray, noise_multiplier: float, sensitivity: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Keep only counts (neg, pos), released with the Gaussian mechanism (lattice-snapped)."""
+    from privehr.privacy.noise import gaussian_mechanism
+
     k = (vec.size - 1) // 3
-    counts = vec[: 2 * k] + rng.normal(0.0, sigma, size=2 * k)
-    return counts
+    return gaussian_mechanism(vec[: 2 * k], l2_sensitivity=sensitivity, noise_multiplier=noise_multiplier, rng=rng)
 
 
 def histogram_from_counts(counts: np.ndarray) -> ScoreHistogram:
@@ -64,12 +66,12 @@ def evaluate_site(data, p: np.ndarray, *, dp: dict[str, Any], seed: int, n_boot:
     if dp:
         bins = int(dp["bins"])
         hists = site_histograms(data, p, bins)
-        sigma = float(dp["sigma"])
+        nm, sens = float(dp["noise_multiplier"]), float(dp["sensitivity"])
         assert rng is not None, "private evaluation needs a noise generator"
         return {
             "private": True,
-            "overall": noisy_counts(hists["overall"], sigma, rng),
-            "subgroups": {g: {v: noisy_counts(h, sigma, rng) for v, h in hs.items()}
+            "overall": noisy_counts(hists["overall"], nm, sens, rng),
+            "subgroups": {g: {v: noisy_counts(h, nm, sens, rng) for v, h in hs.items()}
                           for g, hs in hists["subgroups"].items()},
         }
     hists = site_histograms(data, p, 1000)

@@ -121,9 +121,8 @@ class SiteHandlers:
             return payload, Release("model_update"), {"delta": Constraint(shape=(d,))}
         if mode == "dp_local":
             delta, event = self.plugins["dp_local"](self, msg)
-            bound = float(cfg["max_update_l2"])
             payload = {"delta": delta.astype(np.float32)}
-            return payload, Release("model_update", event), {"delta": Constraint(shape=(d,), max_l2=bound)}
+            return payload, Release("model_update", event), {"delta": Constraint(shape=(d,))}
         if mode in ("secagg", "ddp"):
             # Compute the protected vector now; it leaves only as masked words in SecAgg stages.
             words, event, meta = self.plugins[mode](self, msg)
@@ -161,12 +160,14 @@ class SiteHandlers:
         dp = msg.payload["dp"]
         if not dp:
             payload = evaluate_site(self.data, p, dp={}, seed=self.seed, n_boot=self.n_boot)
-            return payload, Release("evaluation_histograms"), {}
+            return payload, Release("histogram"), {}
         # One patient moves one count in the overall histogram and in one cell per grouping,
         # once per example row: L2 sensitivity = sqrt(1 + #groupings) * max rows per patient.
         _, rows = np.unique(self.data.pid_test, return_counts=True)
         sensitivity = math.sqrt(1 + len(GROUPINGS)) * int(rows.max(initial=1))
-        rng, event_for = self.plugins["noise"]()
-        payload = evaluate_site(self.data, p, dp=dp, seed=self.seed, n_boot=0, rng=rng)
-        event = event_for(float(dp["sigma"]) / sensitivity)
-        return payload, Release("evaluation_histograms", event), {}
+        noise, event_for = self.plugins["noise"]()
+        nm = float(dp["noise_multiplier"])
+        payload = evaluate_site(self.data, p, dp={"bins": int(dp["bins"]), "noise_multiplier": nm,
+                                                  "sensitivity": sensitivity}, seed=self.seed, n_boot=0,
+                                rng=noise.generator())
+        return payload, Release("histogram", event_for(nm)), {}

@@ -17,7 +17,7 @@ import torch
 
 from privehr.federation import protocol as P
 from privehr.federation.config import ConfigEntry, StudyConfig
-from privehr.federation.coordinator import Coordinator, Deadlines, RoundAborted, weighted_mean_delta
+from privehr.federation.coordinator import Coordinator, Deadlines, RoundAborted
 from privehr.federation.evaluation import combine, exact_metrics
 from privehr.federation.handlers import SiteHandlers
 from privehr.federation.simulator import DropoutPlan, InProcessTransport
@@ -108,6 +108,27 @@ def _exact_subgroups(cfg, sites, ys, ps) -> dict[str, Any]:
     return out
 
 
+def _exact_eval(cfg: StudyConfig, sites, params: np.ndarray, standardizer: dict[str, Any]) -> dict[str, Any]:
+    """The harness's exact view of the final model (simulation only: pooled test predictions).
+
+    Released metrics of a private configuration come from DP-noised histograms; this exact
+    view exists so utility can be compared across configurations without evaluation noise.
+    It is never available in a real deployment and is labelled so in every output.
+    """
+    model = make_model(cfg.study.model, len(standardizer["mean"]), hidden=cfg.study.hidden, seed=cfg.study.seed)
+    from privehr.learning.models import set_flat
+
+    set_flat(model, np.asarray(params, np.float32))
+    mean, std = np.asarray(standardizer["mean"]), np.asarray(standardizer["std"])
+    ys, ps = [], []
+    for s in sites:
+        ys.append(s.data.y_test)
+        ps.append(_predict(model, s.data.X_test, mean, std))
+    out = exact_metrics(np.concatenate(ys), np.concatenate(ps), n_boot=cfg.study.bootstrap, seed=cfg.study.seed)
+    out["note"] = "simulation only: exact pooled test predictions, not released by any site"
+    return out
+
+
 def server_optimizer(entry: ConfigEntry):
     if entry.server_optimizer == "fedavgm":
         return FedAvgM(momentum=0.9, lr=1.0)
@@ -167,6 +188,7 @@ def run_federated(
     replies = coord.broadcast(P.EVALUATE, {"params": np.asarray(params, np.float32), "standardizer": standardizer,
                                            "dp": eval_dp}, n_rounds + 1)
     metrics = combine(replies, n_boot=cfg.study.bootstrap, seed=cfg.study.seed)
+    metrics["simulation_exact"] = _exact_eval(cfg, sites, params, standardizer)
     entry_out = {
         "name": entry.name, "method": entry.method, "protection": entry.protection,
         "mu": entry.mu, "server_optimizer": entry.server_optimizer,
@@ -175,34 +197,3 @@ def run_federated(
         "protection_details": protection.describe(),
     }
     return ConfigResult(entry_out, np.asarray(params, np.float32), rounds_log)
-
-
-class PlainProtection:
-    """No protection: plain weighted deltas leave each site (non-private releases)."""
-
-    private = False
-    request_kind = P.TRAIN
-
-    def site_plugins(self, site) -> dict[str, Any]:
-        return {}
-
-    def on_counts(self, counts: dict[str, float]) -> None:
-        self.counts = counts
-
-    def rounds(self, cfg: StudyConfig) -> int:
-        return cfg.federation.rounds
-
-    def train_config(self, round_: int) -> dict[str, Any]:
-        return {"mode": "plain"}
-
-    def aggregate(self, coord, round_, replies):
-        return weighted_mean_delta(coord, round_, replies)
-
-    def round_measurements(self) -> dict[str, Any]:
-        return {}
-
-    def evaluation_dp(self, cfg: StudyConfig) -> dict[str, Any]:
-        return {}
-
-    def describe(self) -> dict[str, Any]:
-        return {"kind": "none"}

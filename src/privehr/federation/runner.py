@@ -23,15 +23,11 @@ import numpy as np
 
 from privehr.federation.config import StudyConfig
 from privehr.federation.methods import run_centralised, run_federated, run_site_only
-from privehr.federation.study import PreparedStudy, prepare, write_json
+from privehr.federation.study import PreparedStudy, prepare, site_delta, write_json
 
 METRICS_SCHEMA_VERSION = 1
 TIMING_KEYS = frozenset({"seconds", "timings", "created"})
-
-
-def site_delta(n_patients: int) -> float:
-    """δ ≤ min(1e-5, 1/(10 n)) — never 1/n, which permits releasing one record outright."""
-    return min(1e-5, 1.0 / (10.0 * max(n_patients, 1)))
+TEST_PARTITION_KINDS = frozenset({"histogram"})  # releases computed on held-out test patients only
 
 
 class LedgerBook:
@@ -58,11 +54,18 @@ class LedgerBook:
             event = release.event if release.event is not None else NonPrivateDpEvent()
             ledger.charge(event, study=self.study_id, config=config, round=msg.round, kind=release.kind,
                           meta=release.meta)
-            self.events[(site, config)].append(event)
+            self.events[(site, config)].append((release.kind, event))
 
         return charge
 
     def config_privacy(self, config: str) -> dict[str, Any]:
+        """(ε, δ) of this configuration's releases at each site, from the events it charged.
+
+        Within one study the training and held-out test patients are disjoint, so releases
+        that touch only test patients (evaluation histograms) compose in parallel with those
+        that touch only training patients: a patient's ε is the larger of the two. The store's
+        lifetime total (``ledger_totals``) composes everything sequentially and is never lower.
+        """
         from privehr.privacy.accountant import Accountant
 
         acc = Accountant()
@@ -71,10 +74,14 @@ class LedgerBook:
             events = self.events.get((site, config), [])
             if not events:
                 continue
-            eps = acc.epsilon(events, ledger.delta)
-            eps_rdp = acc.epsilon_rdp(events, ledger.delta)
-            per_site[site] = {"epsilon": _finite(eps), "epsilon_rdp": _finite(eps_rdp), "delta": ledger.delta,
-                              "releases": len(events)}
+            parts = {"train": [e for k, e in events if k not in TEST_PARTITION_KINDS],
+                     "test": [e for k, e in events if k in TEST_PARTITION_KINDS]}
+            eps = {p: (_finite(acc.epsilon(ev, ledger.delta)) if ev else 0.0) for p, ev in parts.items()}
+            eps_rdp = {p: (_finite(acc.epsilon_rdp(ev, ledger.delta)) if ev else 0.0) for p, ev in parts.items()}
+            worst = None if None in eps.values() else max(eps.values())
+            worst_rdp = None if None in eps_rdp.values() else max(eps_rdp.values())
+            per_site[site] = {"epsilon": worst, "epsilon_rdp": worst_rdp, "epsilon_train": eps["train"],
+                              "epsilon_test": eps["test"], "delta": ledger.delta, "releases": len(events)}
         eps_values = [v["epsilon"] for v in per_site.values()]
         worst = None if any(e is None for e in eps_values) or not eps_values else max(eps_values)
         return {"private": worst is not None, "epsilon": worst, "per_site": per_site}

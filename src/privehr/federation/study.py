@@ -108,6 +108,11 @@ def prepare(cfg: StudyConfig, run_dir: Path, base: Path, progress: Progress | No
     return PreparedStudy(cfg, sites, names or [], excluded, timings)
 
 
+def site_delta(n_patients: int) -> float:
+    """δ ≤ min(1e-5, 1/(10 n)) — never 1/n, which permits releasing one record outright."""
+    return min(1e-5, 1.0 / (10.0 * max(n_patients, 1)))
+
+
 def write_json(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_default), encoding="utf-8")
 

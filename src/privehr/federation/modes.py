@@ -1,0 +1,211 @@
+"""Protection modes: each pairs the site-side step (what leaves) with the coordinator-side step.
+
+``make_protection`` maps a grid entry to one of:
+
+- ``PlainProtection``   — plain weighted deltas (non-private; ε = ∞ in every ledger).
+- ``DpLocalProtection`` — site-local patient-level DP-SGD (float Gaussian noise in training).
+- ``SecAggProtection``  — FedAvg deltas, explicitly L2-clipped, fixed-point encoded and masked.
+- ``DdpProtection``     — DP-FedSGD under SecAgg: per-patient clipped gradients, randomised
+                          rounding per patient, each site's share of discrete Gaussian noise.
+- ``HeProtection``      — FedAvg deltas as CKKS ciphertexts under the key holder's key
+                          (in ``modes_he``).
+
+Privacy noise always comes from ``NoiseSource.secure()`` (OS entropy) unless the study runs in
+the test-only seeded mode, in which case every release is recorded as non-private.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from privehr.federation import protocol as P
+from privehr.federation.config import ConfigEntry, StudyConfig
+from privehr.federation.coordinator import weighted_mean_delta
+from privehr.privacy.noise import NoiseSource
+
+EVAL_BINS_PRIVATE = 10  # coarse bins keep per-cell noise small relative to counts
+
+
+def public_scale(feature_names: list[str]) -> np.ndarray:
+    """Data-independent feature scales (clinical reference magnitudes) used before DP statistics.
+
+    Why: DP standardisation statistics need a bounded contribution per patient; dividing by a
+    public scale first makes one clipping bound meaningful for every column.
+    """
+    ref = {"age": 90.0, "obs_bmi": 30.0, "obs_systolic_bp": 120.0, "obs_diastolic_bp": 80.0, "obs_hba1c": 6.0,
+           "obs_glucose": 100.0, "obs_total_cholesterol": 200.0, "obs_ldl": 120.0, "obs_hdl": 50.0,
+           "obs_triglycerides": 150.0, "obs_egfr": 90.0, "obs_creatinine": 1.0, "obs_body_weight": 80.0,
+           "obs_body_height": 170.0, "obs_heart_rate": 75.0, "obs_respiratory_rate": 15.0,
+           "obs_hemoglobin": 14.0, "obs_urea_nitrogen": 15.0, "obs_potassium": 4.5, "obs_pain_severity": 5.0}
+    return np.array([ref.get(n, 1.0) for n in feature_names], dtype=np.float64)
+
+
+class PlainProtection:
+    """No protection: plain weighted deltas leave each site (non-private releases)."""
+
+    private = False
+    request_kind = P.TRAIN
+
+    def __init__(self, cfg: StudyConfig | None = None, prep: Any = None):
+        self.cfg = cfg
+        self.counts: dict[str, float] = {}
+
+    def site_plugins(self, site) -> dict[str, Any]:
+        return {}
+
+    def on_counts(self, counts: dict[str, float]) -> None:
+        self.counts = counts
+
+    def rounds(self, cfg: StudyConfig) -> int:
+        return cfg.federation.rounds
+
+    def train_config(self, round_: int) -> dict[str, Any]:
+        return {"mode": "plain"}
+
+    def aggregate(self, coord, round_, replies):
+        return weighted_mean_delta(coord, round_, replies)
+
+    def round_measurements(self) -> dict[str, Any]:
+        return {}
+
+    def evaluation_dp(self, cfg: StudyConfig) -> dict[str, Any]:
+        return {}
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "none"}
+
+
+class _PrivateBase(PlainProtection):
+    """Shared by the DP modes: DP standardisation statistics and DP evaluation histograms."""
+
+    private = True
+
+    def __init__(self, cfg: StudyConfig, prep: Any, entry: ConfigEntry, noise: NoiseSource):
+        super().__init__(cfg, prep)
+        from privehr.federation.study import site_delta
+        from privehr.privacy.calibration import calibrate_noise_multiplier
+
+        self.entry = entry
+        self.noise = noise
+        self.deltas = {s.name: site_delta(s.n_patients) for s in prep.sites}
+        self.delta = min(self.deltas.values())
+        eps = float(entry.epsilon)
+        pv = cfg.privacy
+        # Training patients: the statistics take a share, DP-SGD the rest (the ledger composes
+        # both with PLD; the split only sets each mechanism's noise). Held-out test patients are
+        # disjoint from them, so the evaluation histograms get their own ε on that partition.
+        self.eps_stats = pv.stats_share * eps
+        self.eps_eval = eps if pv.dp_evaluation else 0.0
+        self.eps_train = eps - self.eps_stats
+        self.nm_stats = calibrate_noise_multiplier(self.eps_stats, self.delta, 1.0, 1)
+        self.nm_eval = calibrate_noise_multiplier(self.eps_eval, self.delta, 1.0, 1) if pv.dp_evaluation else None
+        self.scale = public_scale(prep.feature_names)
+
+    def site_plugins(self, site) -> dict[str, Any]:
+        from privehr.privacy.stats import release_standardisation_stats
+
+        scale = self.scale
+        noise = self.noise
+
+        def dp_stats(X: np.ndarray, pid: np.ndarray):
+            rel = release_standardisation_stats(X / scale, pid, bound=self.cfg.privacy.stats_bound,
+                                                noise_multiplier=self.nm_stats, noise=noise)
+            v = rel.value
+            # Statistics travel in public-scale units; the coordinator's standardiser maps back.
+            return v.count, v.sum * scale, v.sum_sq * scale**2, rel.event
+
+        def noise_for_eval():
+            from dp_accounting.dp_event import GaussianDpEvent, NonPrivateDpEvent
+
+            def event_for(nm: float):
+                return GaussianDpEvent(nm) if noise.is_private else NonPrivateDpEvent()
+
+            return noise, event_for
+
+        return {"dp_stats": dp_stats, "noise": noise_for_eval}
+
+    def evaluation_dp(self, cfg: StudyConfig) -> dict[str, Any]:
+        if self.nm_eval is None:
+            return {}
+        return {"noise_multiplier": self.nm_eval, "bins": EVAL_BINS_PRIVATE}
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.entry.protection, "epsilon_target": self.entry.epsilon, "delta": self.delta,
+                "epsilon_split": {"stats": self.eps_stats, "evaluation": self.eps_eval, "training": self.eps_train},
+                "noise_multiplier_stats": self.nm_stats, "noise_multiplier_eval": self.nm_eval,
+                "noise": repr(self.noise)}
+
+
+class DpLocalProtection(_PrivateBase):
+    """Site-local patient-level DP-SGD; one sampling rate q and one σ serve every site."""
+
+    def __init__(self, cfg: StudyConfig, prep: Any, entry: ConfigEntry, noise: NoiseSource):
+        super().__init__(cfg, prep, entry, noise)
+        from privehr.privacy.calibration import calibrate_noise_multiplier
+
+        self.q = cfg.privacy.sampling_rate
+        self.local_steps = max(1, round(cfg.federation.local_epochs / self.q))
+        self.sigma = calibrate_noise_multiplier(self.eps_train, self.delta, self.q, self.local_steps,
+                                                rounds=cfg.federation.rounds)
+
+    def train_config(self, round_: int) -> dict[str, Any]:
+        return {"mode": "dp_local", "q": self.q, "sigma": self.sigma, "clip": self.cfg.privacy.clip_norm,
+                "steps": self.local_steps}
+
+    def site_plugins(self, site) -> dict[str, Any]:
+        plugins = super().site_plugins(site)
+        noise = self.noise
+
+        def dp_local(handlers, msg):
+            from privehr.learning.models import get_flat
+            from privehr.privacy.dpsgd import dp_sgd_local, pad_by_patient
+
+            cfg = msg.payload["config"]
+            params = msg.payload["params"].astype(np.float32)
+            model = handlers._model(params)
+            X = handlers._standardise(handlers.data.X_train, cfg["standardizer"])
+            padded = pad_by_patient(X, handlers.data.y_train, handlers.data.pid_train)
+            res = dp_sgd_local(model, padded.Xp, padded.mask, padded.y, sampling_prob=float(cfg["q"]),
+                               noise_multiplier=float(cfg["sigma"]), clip_norm=float(cfg["clip"]),
+                               steps=int(cfg["steps"]), lr=float(cfg["lr"]), noise=noise,
+                               prox_mu=float(cfg.get("mu", 0.0)))
+            return get_flat(model) - params, res.event
+
+        plugins["dp_local"] = dp_local
+        return plugins
+
+    def aggregate(self, coord, round_, replies):
+        # Weights are the sites' DP counts from the statistics stage (already charged).
+        weighted = {s: {"delta": r["delta"], "weight": max(self.counts.get(s, 1.0), 1.0)} for s, r in replies.items()}
+        return weighted_mean_delta(coord, round_, weighted)
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "sampling_rate": self.q, "local_steps": self.local_steps,
+                "noise_multiplier": self.sigma, "clip_norm": self.cfg.privacy.clip_norm}
+
+
+def make_protection(entry: ConfigEntry, cfg: StudyConfig, prep: Any, noise: NoiseSource | None = None):
+    noise = noise or NoiseSource.secure()
+    if entry.protection == "none":
+        return PlainProtection(cfg, prep)
+    if entry.protection == "dp_local":
+        return DpLocalProtection(cfg, prep, entry, noise)
+    if entry.protection in ("secagg", "ddp"):
+        from privehr.federation.modes_secagg import DdpProtection, SecAggProtection
+
+        return (SecAggProtection(cfg, prep, entry) if entry.protection == "secagg"
+                else DdpProtection(cfg, prep, entry, noise))
+    if entry.protection == "he":
+        from privehr.federation.modes_he import HeProtection
+
+        return HeProtection(cfg, prep, entry)
+    raise ValueError(f"unknown protection {entry.protection!r}")
+
+
+def params_digest(params: np.ndarray) -> bytes:
+    import hashlib
+
+    return hashlib.sha256(np.ascontiguousarray(params, dtype=np.float32).tobytes()).digest()
+
