@@ -20,6 +20,7 @@ from privehr.secure.quantize import (
     SaturationError,
     Scale,
     choose_bits,
+    plan_distributed_dp,
     post_rounding_sensitivity,
     site_noise_stddev,
 )
@@ -173,3 +174,31 @@ def test_distributed_dp_quantizer_roundtrip_without_noise():
     assert err <= q.gamma * math.sqrt(q.output_dim)  # each lattice coordinate off by < 1
     with pytest.raises(ValueError, match="shape"):
         q.encode(x[:10], rng)
+
+
+def test_plan_distributed_dp_is_consistent_with_its_parts():
+    plan = plan_distributed_dp(
+        clip=1.0, gamma=0.01, dim=1000, noise_multiplier=1.2, min_survivors=4, n_sites=8
+    )
+    assert plan.words == 1024
+    assert plan.sensitivity == pytest.approx(
+        post_rounding_sensitivity(1.0, 0.01, 1024, math.exp(-0.5))
+    )
+    assert plan.site_stddev == pytest.approx(1.2 * plan.sensitivity / 2)
+    assert plan.bits == choose_bits(8, plan.sensitivity, plan.site_stddev)
+    assert (
+        plan_distributed_dp(
+            clip=1.0,
+            gamma=0.01,
+            dim=1000,
+            noise_multiplier=1.2,
+            min_survivors=4,
+            n_sites=8,
+            rotate=False,
+        ).words
+        == 1000
+    )
+    with pytest.raises(DistributedDpRefused):
+        plan_distributed_dp(
+            clip=1.0, gamma=1.0, dim=4, noise_multiplier=0.5, min_survivors=9, n_sites=10
+        )

@@ -15,6 +15,19 @@ Two pipelines, each a chain of small frozen stage objects with an encode/decode 
 Privacy unit: the quantiser sees one site's update (e.g. a sum of per-patient clipped
 gradients); the DP guarantee is accounted with ``post_rounding_sensitivity`` and the noise
 shares of ``site_noise_stddev``, never with the pre-rounding clip norm.
+
+Trust assumptions of distributed DP (what a patient keeps):
+- Against the coordinator alone: it sees only the unmasked sum of >= t_min sites, whose noise
+  has variance >= (sigma * Delta)^2 per lattice coordinate, so the ledger's epsilon (Poisson-
+  subsampled Gaussian, noise multiplier sigma over the post-rounding Delta) holds.
+- Against the coordinator plus c colluding sites: they subtract their own noise shares; the
+  rest carries (m - c) * sigma^2 Delta^2 / t_min for m included sites, i.e. an effective noise
+  multiplier sigma * sqrt((m - c) / t_min). The ledger's epsilon holds for c <= m - t_min; a
+  larger coalition must be accounted with that smaller multiplier. A coalition holding t shares
+  of one site's secrets can unmask that site's update, which then carries only its own share
+  sigma * Delta / sqrt(t_min) of noise (the SecAgg threshold assumption).
+- Dropouts: shares are sized for t_min survivors and a round with fewer aborts, so missing
+  sites never leave the sum with less than the accounted noise (more survivors only add noise).
 """
 
 from __future__ import annotations
@@ -341,3 +354,41 @@ class DistributedDpQuantizer:
         if self._rotation is not None:
             y = self._rotation.inverse(y)
         return Scale(self.gamma).inverse(y)
+
+
+@dataclass(frozen=True)
+class DistributedDpPlan:
+    """What a study needs to run and account one distributed-DP round (a frozen record).
+
+    ``noise_multiplier`` and ``sensitivity`` go to the ledger (Gaussian over the post-rounding
+    L2 bound); ``site_stddev`` parameterises each site's integer-noise sampler; ``bits`` and
+    ``words`` configure SecAgg.
+    """
+
+    noise_multiplier: float
+    sensitivity: float
+    min_survivors: int
+    site_stddev: float
+    bits: int
+    words: int
+
+
+def plan_distributed_dp(
+    *,
+    clip: float,
+    gamma: float,
+    dim: int,
+    noise_multiplier: float,
+    min_survivors: int,
+    n_sites: int,
+    rotate: bool = True,
+    beta: float = math.exp(-0.5),
+) -> DistributedDpPlan:
+    """Sensitivity, per-site noise and bit width for one configuration (refuses unsafe ones)."""
+    words = HadamardRotation(dim, b"").padded_dim if rotate else dim
+    delta = post_rounding_sensitivity(clip, gamma, words, beta)
+    std = site_noise_stddev(_positive("noise_multiplier", noise_multiplier), delta, min_survivors)
+    bits = choose_bits(n_sites, delta, std)
+    if bits > 64:
+        raise DistributedDpRefused(f"needs {bits} bits > 64; fix: raise gamma or clip harder")
+    return DistributedDpPlan(noise_multiplier, delta, min_survivors, std, bits, words)

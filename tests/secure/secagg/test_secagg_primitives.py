@@ -152,3 +152,17 @@ def test_harary_graph_regular_symmetric_and_seeded():
     complete = neighbourhoods(ids, 10, b"seed")
     assert all(len(v) == 10 for v in complete.values())
     assert sorted(share_points(ids).values()) == list(range(1, 12))
+
+
+def test_lagrange_cache_gives_the_same_secret():
+    secret = secrets.token_bytes(32)
+    shares = split(secret, 3, [2, 4, 7, 9], secrets)
+    cache: dict = {}
+    subset = [shares[2], shares[7], shares[9]]
+    assert combine(subset, 32, cache) == secret
+    assert len(cache) == 1
+    other = split(secrets.token_bytes(32), 3, [2, 4, 7, 9], secrets)
+    assert combine([other[2], other[7], other[9]], 32, cache) == combine(
+        [other[2], other[7], other[9]], 32
+    )
+    assert len(cache) == 1

@@ -165,3 +165,54 @@ def test_result_stats_count_responders(make_round):
     assert result.stats[f"responded_{c.STAGE_CONSISTENCY}"] == 4
     assert result.stats[f"responded_{c.STAGE_UNMASK}"] == 4
     assert result.included == frozenset(rnd.ids)
+
+
+def test_finished_site_cannot_be_replayed_into_another_round(make_round):
+    rnd = make_round(4, 3, dim=8)
+    run_round(rnd.coordinator, rnd.sites, rnd.random_inputs())
+    site = rnd.sites[rnd.ids[0]]
+    with pytest.raises(SecAggAborted, match="out of order"):
+        site.handle(c.STAGE_ADVERTISE, {c.KEY_STAGE: c.STAGE_ADVERTISE, c.KEY_ROUND: 0})
+
+
+def test_site_rejects_non_dict_payload_and_oversized_digest(make_round):
+    rnd = make_round(4, 3, dim=8)
+    a, b = rnd.sites[rnd.ids[0]], rnd.sites[rnd.ids[1]]
+    with pytest.raises(SecAggAborted, match="not a dict"):
+        a.handle(c.STAGE_ADVERTISE, [1, 2])
+    with pytest.raises(ValueError, match="model_digest"):
+        b.handle(c.STAGE_ADVERTISE, {c.KEY_ROUND: 0}, model_digest=b"x" * 65)
+
+
+def test_coordinator_treats_malformed_replies_as_dropouts(make_round):
+    rnd = make_round(5, 3, dim=16)
+    inputs = rnd.random_inputs()
+    bad = rnd.ids[2]
+
+    def hook(stage, responses):
+        if stage == c.STAGE_MASKED:
+            responses = dict(responses)
+            responses[bad] = {c.KEY_STAGE: stage, c.KEY_MASKED: np.zeros(3, dtype=np.uint32)}
+        return responses
+
+    result = run_round(rnd.coordinator, rnd.sites, inputs, tamper_responses=hook)
+    assert bad not in result.included
+    assert result.stats["malformed"] == {c.STAGE_MASKED: [bad]}
+    np.testing.assert_array_equal(result.sum, rnd.expected(inputs, set(rnd.ids) - {bad}))
+
+
+def test_larger_sparse_round_with_dropouts_at_every_stage(make_round):
+    n = 40
+    # neighbourhoods of 9, t = 5: the 5 dropouts below leave >= 5 holders of every secret
+    rnd = make_round(n, 5, degree=8, dim=20_000)
+    inputs = rnd.random_inputs(seed=11)
+    drop = {
+        c.STAGE_ADVERTISE: {rnd.ids[0]},
+        c.STAGE_SHARE: {rnd.ids[10]},
+        c.STAGE_MASKED: {rnd.ids[20], rnd.ids[30]},
+        c.STAGE_UNMASK: {rnd.ids[5]},
+    }
+    result = run_round(rnd.coordinator, rnd.sites, inputs, drop=drop)
+    included = set(rnd.ids) - {rnd.ids[i] for i in (0, 10, 20, 30)}
+    assert result.included == frozenset(included)
+    np.testing.assert_array_equal(result.sum, rnd.expected(inputs, included))

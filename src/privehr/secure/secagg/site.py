@@ -109,6 +109,13 @@ class SecAggSite:
     ) -> Payload:
         """Answer ``payload`` for ``stage``; ``model_digest`` (advertise only) is the digest of
         the global model this site received, computed locally (model_hash_check)."""
+        if not isinstance(payload, Mapping):
+            self._abort()
+            raise SecAggAborted(stage, "malformed payload: not a dict")
+        if model_digest is not None and (
+            not isinstance(model_digest, bytes) or len(model_digest) > 64
+        ):
+            raise ValueError("model_digest: expected at most 64 bytes (e.g. a SHA-256 digest)")
         if self._next != stage:
             reason = f"stage out of order: expected {self._next!r}"
             self._next = "aborted"
