@@ -1,5 +1,4 @@
 import math
-import time
 
 import pytest
 from dp_accounting import dp_event as de
@@ -31,16 +30,13 @@ def test_pld_matches_direct_dp_accounting_and_opacus_prv(q, sigma, steps):
     assert eps == pytest.approx(prv.get_epsilon(delta=delta), rel=1e-2)
 
 
-def test_folding_many_single_steps_is_fast_and_equal():
+def test_folding_many_single_steps_equals_batch_composition():
     events = [step(0.01, 1.0)] * 500 + [de.GaussianDpEvent(20.0)] * 3 + [step(0.01, 1.0)] * 500
-    t0 = time.perf_counter()
     eps = Accountant().epsilon(events, 1e-5)
-    elapsed = time.perf_counter() - t0
     ref = pld.PLDAccountant()
     ref.compose(de.GaussianDpEvent(20.0), 3)
     ref.compose(step(0.01, 1.0), 1000)
     assert eps == pytest.approx(ref.get_epsilon(1e-5), rel=1e-6)
-    assert elapsed < 10  # one by one this takes minutes
     leaves = fold(events)
     assert sorted(leaf.count for leaf in leaves) == [3, 1000]
 

@@ -10,30 +10,50 @@
 - ``stats``       DP counts, sums, standardisation statistics, histograms
 """
 
-from privehr.privacy.accountant import Accountant
-from privehr.privacy.calibration import calibrate_noise_multiplier, dpsgd_event
-from privehr.privacy.discrete import sample_discrete_gaussian
-from privehr.privacy.dpsgd import DpSgdResult, PaddedPatients, dp_sgd_local, pad_by_patient
-from privehr.privacy.errors import (
-    BudgetExceeded,
-    EventFormatError,
-    LedgerError,
-    PrivacyConfigError,
-    PrivacyError,
-    UnknownEventType,
-    UnsupportedEvent,
-)
-from privehr.privacy.events import DistributedDiscreteGaussianEvent
-from privehr.privacy.ledger import LedgerEntry, PrivacyLedger, ledger_path_for_store
-from privehr.privacy.noise import NoiseSource, gaussian_mechanism
-from privehr.privacy.stats import (
-    DpRelease,
-    release_count,
-    release_histogram,
-    release_standardisation_stats,
-    release_sum,
-    suppress_small_cells,
-)
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Lazy exports: importing the ledger or the discrete sampler must not pull in torch/opacus
+# (the CLI and secure aggregation only need those). name -> defining module.
+_EXPORTS = {
+    "Accountant": "accountant",
+    "calibrate_noise_multiplier": "calibration",
+    "dpsgd_event": "calibration",
+    "sample_discrete_gaussian": "discrete",
+    "DpSgdResult": "dpsgd",
+    "PaddedPatients": "dpsgd",
+    "dp_sgd_local": "dpsgd",
+    "pad_by_patient": "dpsgd",
+    "BudgetExceeded": "errors",
+    "EventFormatError": "errors",
+    "LedgerError": "errors",
+    "PrivacyConfigError": "errors",
+    "PrivacyError": "errors",
+    "UnknownEventType": "errors",
+    "UnsupportedEvent": "errors",
+    "DistributedDiscreteGaussianEvent": "events",
+    "LedgerEntry": "ledger",
+    "PrivacyLedger": "ledger",
+    "ledger_path_for_store": "ledger",
+    "NoiseSource": "noise",
+    "gaussian_mechanism": "noise",
+    "DpRelease": "stats",
+    "release_count": "stats",
+    "release_histogram": "stats",
+    "release_standardisation_stats": "stats",
+    "release_sum": "stats",
+    "suppress_small_cells": "stats",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'privehr.privacy' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"privehr.privacy.{module}"), name)
+
 
 __all__ = [
     "Accountant",

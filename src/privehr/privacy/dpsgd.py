@@ -31,6 +31,7 @@ Noise, and the sampling of patients, come from one generator per call from the
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -168,7 +169,9 @@ class _OpacusGrads:
 
     def __call__(self, Xb, mb, yb) -> torch.Tensor:
         self.gsm.zero_grad(set_to_none=True)
-        masked_loss(_logits(self.gsm, Xb), yb, mb).backward()
+        with warnings.catch_warnings():  # inputs never require grad here; the hook is fine
+            warnings.filterwarnings("ignore", message="Full backward hook is firing")
+            masked_loss(_logits(self.gsm, Xb), yb, mb).backward()
         return torch.cat([p.grad_sample.reshape(Xb.shape[0], -1) for p in self.params], dim=1)
 
     def close(self) -> None:
