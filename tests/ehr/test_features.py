@@ -130,6 +130,12 @@ def test_spec_round_trips_and_is_data():
             "2571-8", "33914-3", "38483-4", "29463-7", "8867-4"} <= loincs
     with pytest.raises(ValueError, match="count_transform"):
         FeatureSpec.from_dict({**d, "count_transform": "sqrt"})
+    with pytest.raises(ValueError, match="FeatureSpec.to_dict"):
+        FeatureSpec.from_dict({**d, "age_kap": 80})
+    with pytest.raises(ValueError, match="upgrade privehr"):
+        FeatureSpec.from_dict({**d, "version": 7})
+    with pytest.raises(ValueError, match="repeat"):
+        FeatureSpec.from_dict({**d, "medications": d["medications"] + d["medications"][:1]})
     with pytest.raises(ValueError, match="bare name"):
         load_vocabulary("../secrets")
 

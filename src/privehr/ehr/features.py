@@ -117,14 +117,23 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureSpec:
+        """Rebuild a spec from ``to_dict`` output; unknown keys are an error, never ignored."""
         d = dict(data)
-        for kind in _KINDS:
-            d[kind] = tuple(VocabEntry(e["name"], tuple(e["codes"]), e.get("description", ""))
-                            for e in d.get(kind, ()))
-        for k in ("encounter_classes", "race_ethnicity", "sex"):
-            if k in d:
-                d[k] = tuple(d[k])
-        return cls(**d)
+        if int(d.get("version", SPEC_FORMAT_VERSION)) > SPEC_FORMAT_VERSION:
+            raise ValueError(f"FeatureSpec version={d['version']!r}: this privehr reads <= "
+                             f"{SPEC_FORMAT_VERSION}; upgrade privehr to load this spec")
+        try:
+            for kind in _KINDS:
+                d[kind] = tuple(VocabEntry(e["name"], tuple(str(c) for c in e["codes"]),
+                                           e.get("description", "")) for e in d.get(kind, ()))
+            for k in ("encounter_classes", "race_ethnicity", "sex"):
+                if k in d:
+                    d[k] = tuple(d[k])
+            return cls(**d)
+        except (KeyError, TypeError) as exc:
+            raise ValueError(f"spec dict does not match the FeatureSpec format "
+                             f"v{SPEC_FORMAT_VERSION}: {exc}; build it with "
+                             "FeatureSpec.to_dict()") from exc
 
     def config_hash(self) -> str:
         blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))

@@ -22,6 +22,10 @@ Outcome code sets match a row when its code is in ``codes`` **or** its lower-cas
 description contains one of ``description_contains`` (lower-case substrings). Codes give
 precision; substrings catch the same concept under another code in another Synthea version.
 
+Dates shifted per patient at ingestion (``date_shift_days``) move each patient's timeline as a
+whole, so intervals within a patient (look-back, horizon) are exact; calendar anchors (a fixed
+date, an export's last encounter) are then only accurate to the shift.
+
 Privacy unit: the patient. Patient-level tasks yield at most one example per patient;
 encounter-level tasks (``each_encounter``) yield several, and later stages must clip or cap
 per patient (``TaskData.patient_id`` carries the pseudonym for that).
