@@ -32,15 +32,15 @@ def bench_aggregation(d: int, k: int, rng: np.random.Generator) -> dict[str, Any
     holder, public, sha = KeyHolder.create(holder_id="site-0", min_sites=2)
     setup_s = time.perf_counter() - t0
     weights = rng.integers(50, 2000, size=k).astype(float)
-    coordinator = CoordinatorAggregator(public, sha, length=d)
+    coordinator = CoordinatorAggregator(public, sha, length=d, round_id=f"bench-{d}")
     plain_sum = np.zeros(d)
     encrypt_s = add_s = plain_s = 0.0
     site_bytes = 0
     for i in range(k):
         update = rng.normal(0.0, 0.05, size=d).astype(np.float32).astype(np.float64)
-        site = SiteEncryptor(public, sha, site_id=f"site-{i}")
+        site = SiteEncryptor(public, holder.record, site_id=f"site-{i}")
         t = time.perf_counter()
-        enc = site.encrypt(update, float(weights[i]))
+        enc = site.encrypt(update, float(weights[i]), round_id=f"bench-{d}")
         encrypt_s += time.perf_counter() - t
         site_bytes = enc.nbytes
         payload = enc.to_payload()

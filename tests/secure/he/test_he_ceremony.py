@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tenseal as ts
 
-from privehr.secure.he.aggregation import CoordinatorAggregator, KeyHolder, SiteEncryptor
+from privehr.secure.he import CoordinatorAggregator, KeyHolder, SiteEncryptor
 from privehr.secure.he.backend import CkksParams, default_backend
 from privehr.secure.he.ceremony import (
     CeremonyRecord,
@@ -48,7 +48,8 @@ def test_public_context_holds_no_secret_key(ceremony):
 
 def test_coordinator_cannot_decrypt(ceremony):
     holder, public, sha = ceremony
-    update = SiteEncryptor(public, sha, site_id="s1").encrypt(np.arange(10.0), 1.0)
+    site = SiteEncryptor(public, holder.record, site_id="s1")
+    update = site.encrypt(np.arange(10.0), 1.0, round_id="r")
     coordinator_ctx = load_context(public, sha)
     be = default_backend()
     ct = be.ciphertext_from_bytes(coordinator_ctx, update.chunks[0])
@@ -59,15 +60,12 @@ def test_coordinator_cannot_decrypt(ceremony):
         ts.ckks_vector_from(ts.context_from(public), update.chunks[0]).decrypt()
     # The key holder can, which shows the ciphertext itself was fine.
     holder_ctx = holder._ctx
-    np.testing.assert_allclose(
-        be.decrypt(holder_ctx, be.ciphertext_from_bytes(holder_ctx, update.chunks[0])),
-        np.arange(10.0),
-        atol=1e-6,
-    )
+    decrypted = be.decrypt(holder_ctx, be.ciphertext_from_bytes(holder_ctx, update.chunks[0]))
+    np.testing.assert_allclose(decrypted[:10], np.arange(10.0), atol=1e-6)
 
 
 def test_tenseal_alone_accepts_a_tampered_context_but_we_refuse_it(ceremony):
-    _, public, sha = ceremony
+    holder, public, sha = ceremony
     tampered = bytearray(public)
     tampered[len(tampered) // 2] ^= 0xFF
     tampered = bytes(tampered)
@@ -75,32 +73,37 @@ def test_tenseal_alone_accepts_a_tampered_context_but_we_refuse_it(ceremony):
     with pytest.raises(ContextMismatchError, match="pinned"):
         load_context(tampered, sha)
     with pytest.raises(ContextMismatchError):
-        SiteEncryptor(tampered, sha, site_id="s1")
+        SiteEncryptor(tampered, holder.record, site_id="s1")
     with pytest.raises(ContextMismatchError):
-        CoordinatorAggregator(tampered, sha, length=5)
+        CoordinatorAggregator(tampered, sha, length=5, round_id="r")
 
 
 def test_context_of_another_ceremony_is_refused(ceremony):
-    _, public, sha = ceremony
+    holder, public, sha = ceremony
     _, other_public, other_sha = KeyHolder.create(holder_id="impostor")
     assert other_sha != sha
     with pytest.raises(ContextMismatchError):
-        SiteEncryptor(other_public, sha, site_id="s1")
+        SiteEncryptor(other_public, holder.record, site_id="s1")
+    with pytest.raises(ContextMismatchError):
+        CoordinatorAggregator(other_public, sha, length=5, round_id="r")
     with pytest.raises(HeParameterError, match="64-hex"):
         load_context(public, "abc")
 
 
 def test_context_carrying_a_secret_key_is_refused(ceremony):
     holder, _, _ = ceremony
-    secret = holder.to_secret_bytes()
+    secret = default_backend().serialize_context(holder._ctx, secret_key=True)
     with pytest.raises(HeError, match="SECRET"):
         load_context(secret, sha256_hex(secret))
 
 
 def test_key_holder_reload_checks_the_pin(ceremony):
     holder, public, sha = ceremony
-    again = KeyHolder.from_secret_bytes(holder.to_secret_bytes(), holder.record)
-    assert again.public.sha256 == sha
+    again = KeyHolder.from_secret_bytes(
+        holder.to_secret_bytes(), holder.record, decrypted_rounds=["r1"]
+    )
+    assert again.public.sha256 == sha and again.decrypted_rounds_ == {"r1"}
+    assert again.record.token_public_key == holder.record.token_public_key
     _, _, other_record = run_ceremony(CkksParams(), "other")
     with pytest.raises(ContextMismatchError):
         KeyHolder.from_secret_bytes(holder.to_secret_bytes(), other_record)
@@ -111,6 +114,8 @@ def test_ceremony_record_roundtrip_and_version(ceremony):
     data = holder.record.to_dict()
     assert CeremonyRecord.from_dict(data) == holder.record
     assert data["context_sha256"] == sha and data["holder_id"] == "site-a"
+    assert len(bytes.fromhex(data["token_public_key"])) == 32
+    assert CeremonyRecord.from_dict(data).sha256() == holder.record.sha256()
     with pytest.raises(HeParameterError, match="version"):
         CeremonyRecord.from_dict({**data, "version": 99})
 

@@ -1,22 +1,19 @@
 """CKKS homomorphic encryption: encrypted aggregation and encrypted scoring.
 
 - :mod:`.ceremony`     key ceremony, public-context export, SHA-256 pinning
-- :mod:`.aggregation`  ``KeyHolder`` / ``SiteEncryptor`` / ``CoordinatorAggregator``
+- :mod:`.aggregation`  ``SiteEncryptor`` / ``CoordinatorAggregator``; :mod:`.keyholder` ``KeyHolder``
+- :mod:`.contribution` sealed tokens that let the key holder verify an aggregate's sites
 - :mod:`.inference`    ``ScoringClient`` / ``ScoringHost`` / ``QueryBudget``
 - :mod:`.backend`      the small CKKS interface; :mod:`.tenseal_backend` implements it
 
 What it protects: the coordinator (or model host) holds only public contexts and never sees an
 individual update (or a patient's features or score). What it does not: the single secret-key
-holder can decrypt any ciphertext it obtains, and it cannot verify that an "aggregate" it is
-asked to decrypt really is a sum -- where the coordinator may lie, use SecAgg.
+holder can decrypt any ciphertext it obtains (it checks, with a roster of site keys, that an
+aggregate sums >= min_sites genuine contributions); if it colludes with the coordinator, every
+update is exposed -- where that is unacceptable, use SecAgg.
 """
 
-from privehr.secure.he.aggregation import (
-    CoordinatorAggregator,
-    KeyHolder,
-    SiteEncryptor,
-    aggregate_error_bound,
-)
+from privehr.secure.he.aggregation import CoordinatorAggregator, SiteEncryptor
 from privehr.secure.he.backend import AGGREGATION_PARAMS, SCORING_PARAMS, CkksBackend, CkksParams
 from privehr.secure.he.ceremony import CeremonyRecord, PublicContext, load_context, sha256_hex
 from privehr.secure.he.errors import (
@@ -36,7 +33,10 @@ from privehr.secure.he.inference import (
     score_encrypted,
     scores_frame,
 )
+from privehr.secure.he.keyholder import KeyHolder
+from privehr.secure.he.packing import aggregate_error_bound
 from privehr.secure.he.payloads import (
+    ContributionProof,
     EncryptedAggregate,
     EncryptedUpdate,
     ScoringRequest,
@@ -52,6 +52,7 @@ __all__ = [
     "CkksBackend",
     "CkksParams",
     "ContextMismatchError",
+    "ContributionProof",
     "CoordinatorAggregator",
     "DecryptionUnavailableError",
     "EncryptedAggregate",

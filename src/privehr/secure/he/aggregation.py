@@ -1,37 +1,35 @@
-"""CKKS-encrypted weighted aggregation (FedAvg under homomorphic encryption).
+"""CKKS-encrypted weighted aggregation (FedAvg under homomorphic encryption): site and
+coordinator roles. The key holder is in :mod:`privehr.secure.he.keyholder`.
 
 Roles and data flow::
 
-    KeyHolder.create(params)            -> (key_holder, public_context_bytes, sha256)
-    SiteEncryptor(pub, sha).encrypt(update, weight)  -> EncryptedUpdate   (site -> coordinator)
-    CoordinatorAggregator(pub, sha, length).add(u)   ... .result() -> EncryptedAggregate
-    key_holder.decrypt_aggregate(aggregate)          -> weighted mean, rounded
+    KeyHolder.create(params)  -> (key_holder, public_context_bytes, sha256); key_holder.record
+    SiteEncryptor(pub, record, site_id=...).encrypt(update, weight, round_id=...)
+                              -> EncryptedUpdate            (site -> coordinator)
+    CoordinatorAggregator(pub, sha, length=d, round_id=...).add(u) ... .result()
+                              -> EncryptedAggregate         (coordinator -> key holder)
+    key_holder.decrypt_aggregate(aggregate) -> weighted mean, rounded   (-> everyone)
 
 Choices:
 
 - **Sites pre-weight.** A site multiplies its (clipped, optionally DP-noised) update by its
   weight (example count) in plaintext before encrypting; the coordinator only adds
   ciphertexts. A plaintext multiplication at the coordinator would consume a modulus level
-  (bigger ciphertexts) and, in TenSEAL, adds a relative error of ~1e-7. The weights are sent in
-  clear (as in plain FedAvg); any common scale cancels in the mean.
-- **Chunking.** A ciphertext packs N/2 values (4096 at N=8192); an update of length d becomes
-  ceil(d / (N/2)) ciphertexts, the last one shorter.
-- **Rounding before release.** The key holder rounds the decrypted *sum* to a grid of
-  2^-rounding_bits (default 2^-20) before dividing by the total weight. An exact CKKS
-  decryption handed to a party that holds the ciphertext reveals the decryption error and with
-  it the secret key (Li & Micciancio, EUROCRYPT 2021); the error here is ~2^-26, far below the
-  grid. Rounding is a pragmatic mitigation, not a proof (only noise flooding is provably IND-CPA^D).
+  (bigger ciphertexts), add a relative error of ~1e-7 in TenSEAL, and -- most important -- the
+  key holder can then refuse any ciphertext that is not in fresh form, so the coordinator
+  cannot mask out other sites' values. Weights travel in clear, as in plain FedAvg; a common
+  scale cancels in the mean.
+- **Chunking.** N/2 values per ciphertext (4096 at N=8192); see :mod:`.packing`.
+- **Contribution proofs.** Each site appends secret tokens sealed to the key holder, so the
+  key holder can check that the aggregate sums exactly the claimed sites
+  (:mod:`.contribution`).
 
-Error bound (tested): per coordinate, |decrypted weighted mean - plaintext weighted mean|
-<= (K * 2^-24 + 2^-(rounding_bits+1)) / W for K sites of total weight W, provided every
-pre-weighted value stays within 2^20 (enforced by the site). Measured fresh error: ~2^-26.5.
-
-Trust model: the coordinator holds a public context and cannot decrypt anything. The key
-holder can decrypt any ciphertext it obtains; it decrypts only aggregates that *claim* at
-least ``min_sites`` sites, but it cannot verify the claim, so a lying coordinator can obtain a
-single site's update by submitting it as an aggregate. HE aggregation therefore protects
-against an honest-but-curious coordinator and eavesdroppers; when the coordinator may lie or
-the key holder may collude, use SecAgg.
+Trust model: the coordinator holds a public context and cannot decrypt. The key holder can
+decrypt any ciphertext it obtains. With a roster of site signing keys it releases only sums
+over >= ``min_sites`` roster sites, once per round, so a lying coordinator gets no single
+site's update; without a roster this holds only for an honest-but-curious coordinator. A key
+holder that colludes with the coordinator sees every update: where that is unacceptable, use
+SecAgg.
 """
 
 from __future__ import annotations
@@ -40,227 +38,90 @@ import math
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from privehr.secure.he.backend import AGGREGATION_PARAMS, CkksBackend, CkksParams, default_backend
-from privehr.secure.he.ceremony import (
-    CeremonyRecord,
-    PublicContext,
-    check_pinned,
-    load_context,
-    run_ceremony,
-    sha256_hex,
+from privehr.secure.he.backend import CkksBackend, default_backend
+from privehr.secure.he.ceremony import CeremonyRecord, load_context
+from privehr.secure.he.contribution import draw_tokens, make_proof
+from privehr.secure.he.errors import AggregationError, HeParameterError
+from privehr.secure.he.packing import (
+    check_update,
+    chunk_bounds,
+    packed_length,
+    require_fresh_form,
 )
-from privehr.secure.he.errors import AggregationError, CiphertextError, HeParameterError
 from privehr.secure.he.payloads import EncryptedAggregate, EncryptedUpdate
 
-#: Largest |weight * value| a site may encrypt; keeps the stated error bound valid.
-MAX_ABS_WEIGHTED = float(2**20)
-#: Per-ciphertext CKKS error bound used in the stated aggregate bound (measured ~2^-26.5).
-FRESH_ERROR_BOUND = 2.0**-24
-#: Finest rounding grid allowed before a decryption is released (2^-20).
-MAX_ROUNDING_BITS = 20
+
+def _check_id(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not value:
+        raise HeParameterError([f"{name}={value!r} must be a non-empty str"])
 
 
-def chunk_bounds(length: int, slots: int) -> list[tuple[int, int]]:
-    """[start, stop) of every chunk of a length-``length`` vector packed ``slots`` per chunk."""
-    return [(s, min(s + slots, length)) for s in range(0, length, slots)]
+class SiteEncryptor:
+    """A site's encoder: pre-weights, appends contribution tokens, chunks and encrypts.
 
-
-def aggregate_error_bound(n_sites: int, total_weight: float, rounding_bits: int = 20) -> float:
-    """Stated per-coordinate bound on |decrypted weighted mean - plaintext weighted mean|."""
-    return (n_sites * FRESH_ERROR_BOUND + 2.0 ** -(rounding_bits + 1)) / total_weight
-
-
-def _check_vector(vec: Any, weight: Any) -> np.ndarray:
-    problems: list[str] = []
-    arr = np.asarray(vec)
-    if arr.ndim != 1 or arr.size == 0 or not np.issubdtype(arr.dtype, np.number):
-        problems.append(
-            f"update has shape {arr.shape} and dtype {arr.dtype}; expected a non-empty 1-D "
-            "numeric vector (flatten the model update first)"
-        )
-    elif not np.all(np.isfinite(arr)):
-        problems.append("update contains NaN or inf; clip the update before encrypting")
-    if (
-        isinstance(weight, bool)
-        or not isinstance(weight, int | float)
-        or not (math.isfinite(weight) and weight > 0)
-    ):
-        problems.append(f"weight={weight!r} must be a finite number > 0 (the example count)")
-    if not problems:
-        peak = float(np.max(np.abs(arr))) * float(weight)
-        if peak > MAX_ABS_WEIGHTED:
-            problems.append(
-                f"max |weight * update| = {peak:.3g} exceeds {MAX_ABS_WEIGHTED:.0f} (2^20), the "
-                "range of the stated error bound; clip the update or divide every site's "
-                "weight by the same public constant (it cancels in the mean)"
-            )
-    if problems:
-        raise HeParameterError(problems)
-    return arr.astype(np.float64)
-
-
-class KeyHolder:
-    """The one party holding the secret key; decrypts aggregates and rounds before release.
-
-    Create it with :meth:`create` at the designated site during set-up. Settings
-    (``rounding_bits``, ``min_sites``) are fixed at construction.
+    ``record`` is the ceremony record the site pinned at set-up (context hash and the key
+    holder's token key); ``signer`` is the site's Ed25519 identity key when the key holder
+    checks a roster.
     """
 
     def __init__(
         self,
-        secret_context: Any,
-        public: PublicContext,
-        record: CeremonyRecord,
-        *,
-        rounding_bits: int = MAX_ROUNDING_BITS,
-        min_sites: int = 2,
-        backend: CkksBackend | None = None,
-    ) -> None:
-        problems = []
-        if (
-            isinstance(rounding_bits, bool)
-            or not isinstance(rounding_bits, int)
-            or not (0 <= rounding_bits <= MAX_ROUNDING_BITS)
-        ):
-            problems.append(
-                f"rounding_bits={rounding_bits!r} must be an int in [0, {MAX_ROUNDING_BITS}] "
-                "(grid >= 2^-20, coarser than the CKKS error); use 20"
-            )
-        if isinstance(min_sites, bool) or not isinstance(min_sites, int) or min_sites < 1:
-            problems.append(f"min_sites={min_sites!r} must be an int >= 1; use 2 or more")
-        if problems:
-            raise HeParameterError(problems)
-        self._ctx = secret_context
-        self._backend = backend or default_backend()
-        self.public = public
-        self.record = record
-        self.rounding_bits = rounding_bits
-        self.min_sites = min_sites
-
-    @classmethod
-    def create(
-        cls,
-        params: CkksParams = AGGREGATION_PARAMS,
-        *,
-        holder_id: str = "key-holder",
-        rounding_bits: int = MAX_ROUNDING_BITS,
-        min_sites: int = 2,
-        backend: CkksBackend | None = None,
-    ) -> tuple[KeyHolder, bytes, str]:
-        """Run the ceremony; returns ``(key_holder, public_context_bytes, sha256)``."""
-        be = backend or default_backend()
-        ctx, public, record = run_ceremony(params, holder_id, backend=be)
-        holder = cls(
-            ctx, public, record, rounding_bits=rounding_bits, min_sites=min_sites, backend=be
-        )
-        return holder, public.data, public.sha256
-
-    def to_secret_bytes(self) -> bytes:
-        """SECRET: the full context including the secret key, for the holder's own storage
-        (mode 0600, never logged, never sent). Reload with :meth:`from_secret_bytes`."""
-        return self._backend.serialize_context(self._ctx, secret_key=True)
-
-    @classmethod
-    def from_secret_bytes(
-        cls,
-        data: bytes,
-        record: CeremonyRecord,
-        *,
-        rounding_bits: int = MAX_ROUNDING_BITS,
-        min_sites: int = 2,
-        backend: CkksBackend | None = None,
-    ) -> KeyHolder:
-        """Reload a key holder; its public part must still match the pinned ceremony hash."""
-        be = backend or default_backend()
-        ctx = be.load_context(bytes(data))
-        public_bytes = be.serialize_context(ctx, secret_key=False)
-        check_pinned(public_bytes, record.context_sha256)
-        public = PublicContext(public_bytes, sha256_hex(public_bytes))
-        return cls(
-            ctx, public, record, rounding_bits=rounding_bits, min_sites=min_sites, backend=be
-        )
-
-    def decrypt_aggregate(self, aggregate: EncryptedAggregate, *, mean: bool = True) -> np.ndarray:
-        """Decrypt, round the sum to the 2^-rounding_bits grid, then divide by the total weight.
-
-        Refuses aggregates under another context or claiming fewer than ``min_sites`` sites.
-        With ``mean=False`` returns the rounded weighted sum.
-        """
-        if aggregate.context_sha256 != self.public.sha256:
-            raise AggregationError(
-                "aggregate was made under another context than this key holder's; "
-                "it cannot be decrypted here"
-            )
-        if len(set(aggregate.site_ids)) < self.min_sites:
-            raise AggregationError(
-                f"aggregate claims {len(set(aggregate.site_ids))} site(s); this key holder "
-                f"decrypts only sums over >= {self.min_sites} sites (min_sites) so that no "
-                "single site's update is released"
-            )
-        if not (math.isfinite(aggregate.total_weight) and aggregate.total_weight > 0):
-            raise AggregationError(f"total_weight={aggregate.total_weight!r} must be > 0")
-        slots = self._backend.slot_count(self._ctx)
-        bounds = chunk_bounds(aggregate.length, slots)
-        if len(aggregate.chunks) != len(bounds):
-            raise AggregationError(
-                f"aggregate has {len(aggregate.chunks)} chunks; length {aggregate.length} "
-                f"needs {len(bounds)}"
-            )
-        out = np.empty(aggregate.length, dtype=np.float64)
-        for (start, stop), blob in zip(bounds, aggregate.chunks, strict=True):
-            ct = self._backend.ciphertext_from_bytes(self._ctx, blob)
-            values = self._backend.decrypt(self._ctx, ct)
-            if values.shape != (stop - start,):
-                raise AggregationError("aggregate chunk has the wrong number of values")
-            out[start:stop] = values
-        grid = 2.0**-self.rounding_bits
-        out = np.round(out / grid) * grid
-        return out / aggregate.total_weight if mean else out
-
-    def error_bound(self, n_sites: int, total_weight: float) -> float:
-        """Stated bound on the per-coordinate error of :meth:`decrypt_aggregate` (mean)."""
-        return aggregate_error_bound(n_sites, total_weight, self.rounding_bits)
-
-
-class SiteEncryptor:
-    """A site's encoder: pre-weights, chunks and encrypts its update under the public key."""
-
-    def __init__(
-        self,
         public_context: bytes,
-        pinned_sha256: str,
+        record: CeremonyRecord,
         *,
         site_id: str,
+        signer: Ed25519PrivateKey | None = None,
         backend: CkksBackend | None = None,
     ) -> None:
-        if not isinstance(site_id, str) or not site_id:
-            raise HeParameterError([f"site_id={site_id!r} must be a non-empty str"])
+        _check_id("site_id", site_id)
+        if not isinstance(record, CeremonyRecord) or not record.token_public_key:
+            raise HeParameterError(
+                [
+                    "record must be the CeremonyRecord of an aggregation key holder "
+                    "(KeyHolder.record), pinned at set-up"
+                ]
+            )
         self._backend = backend or default_backend()
-        self._ctx = load_context(public_context, pinned_sha256, backend=self._backend)
+        self._ctx = load_context(public_context, record.context_sha256, backend=self._backend)
+        self._token_key = bytes.fromhex(record.token_public_key)
+        self._signer = signer
         self.site_id = site_id
-        self.context_sha256 = pinned_sha256.lower()
+        self.context_sha256 = record.context_sha256.lower()
         self.slots = self._backend.slot_count(self._ctx)
 
-    def encrypt(self, update: np.ndarray, weight: float = 1.0) -> EncryptedUpdate:
-        """Encrypt ``weight * update`` as ceil(d / slots) packed CKKS ciphertexts."""
-        arr = _check_vector(update, weight)
-        weighted = arr * float(weight)
+    def encrypt(self, update: np.ndarray, weight: float = 1.0, *, round_id: str) -> EncryptedUpdate:
+        """Encrypt ``weight * update`` (plus tokens) as packed CKKS ciphertexts."""
+        _check_id("round_id", round_id)
+        arr = check_update(update, weight)
+        tokens = draw_tokens()
+        plain = np.concatenate([arr * float(weight), tokens])
         chunks = tuple(
-            self._backend.ciphertext_to_bytes(self._backend.encrypt(self._ctx, weighted[s:e]))
-            for s, e in chunk_bounds(arr.size, self.slots)
+            self._backend.ciphertext_to_bytes(self._backend.encrypt(self._ctx, plain[s:e]))
+            for s, e in chunk_bounds(plain.size, self.slots)
+        )
+        proof = make_proof(
+            tokens,
+            self._token_key,
+            round_id=round_id,
+            site_id=self.site_id,
+            context_sha256=self.context_sha256,
+            signer=self._signer,
         )
         return EncryptedUpdate(
             site_id=self.site_id,
+            round_id=round_id,
             context_sha256=self.context_sha256,
             length=int(arr.size),
             weight=float(weight),
             chunks=chunks,
+            proof=proof,
         )
 
 
 class CoordinatorAggregator:
-    """The coordinator's running encrypted sum. Holds a public context: it cannot decrypt.
+    """The coordinator's running encrypted sum for one round. Holds a public context only.
 
     State is explicit in ``site_ids_`` and ``total_weight_``. :meth:`add` is all-or-nothing: a
     rejected update leaves the sum unchanged.
@@ -272,16 +133,20 @@ class CoordinatorAggregator:
         pinned_sha256: str,
         *,
         length: int,
+        round_id: str,
         backend: CkksBackend | None = None,
     ) -> None:
         if isinstance(length, bool) or not isinstance(length, int) or length < 1:
             raise HeParameterError([f"length={length!r} must be an int >= 1 (the update size)"])
+        _check_id("round_id", round_id)
         self._backend = backend or default_backend()
         self._ctx = load_context(public_context, pinned_sha256, backend=self._backend)
         self.context_sha256 = pinned_sha256.lower()
         self.length = length
-        self._bounds = chunk_bounds(length, self._backend.slot_count(self._ctx))
+        self.round_id = round_id
+        self._bounds = chunk_bounds(packed_length(length), self._backend.slot_count(self._ctx))
         self._sum: list[Any] | None = None
+        self._proofs: list[Any] = []
         self.site_ids_: list[str] = []
         self.total_weight_ = 0.0
 
@@ -289,29 +154,30 @@ class CoordinatorAggregator:
         """Add one site's encrypted update (an :class:`EncryptedUpdate` or its payload)."""
         if isinstance(update, dict):
             update = EncryptedUpdate.from_payload(update)
+        sid = update.site_id
         problems = []
-        if update.site_id in self.site_ids_:
-            problems.append(f"site {update.site_id!r} already contributed to this aggregate")
+        if sid in self.site_ids_:
+            problems.append(f"site {sid!r} already contributed to this aggregate")
+        if update.round_id != self.round_id or update.proof.round_id != self.round_id:
+            problems.append(f"site {sid!r} sent an update for round {update.round_id!r}")
+        if update.proof.site_id != sid:
+            problems.append(f"site {sid!r} sent a contribution proof of another site")
         if update.context_sha256 != self.context_sha256:
-            problems.append(f"site {update.site_id!r} encrypted under another context")
+            problems.append(f"site {sid!r} encrypted under another context")
         if update.length != self.length:
-            problems.append(
-                f"site {update.site_id!r} sent length {update.length}, expected {self.length}"
-            )
+            problems.append(f"site {sid!r} sent length {update.length}, expected {self.length}")
         if len(update.chunks) != len(self._bounds):
             problems.append(
-                f"site {update.site_id!r} sent {len(update.chunks)} chunks, "
-                f"expected {len(self._bounds)}"
+                f"site {sid!r} sent {len(update.chunks)} chunks, expected {len(self._bounds)}"
             )
         if not (math.isfinite(update.weight) and update.weight > 0):
-            problems.append(f"site {update.site_id!r} declared weight {update.weight!r}")
+            problems.append(f"site {sid!r} declared weight {update.weight!r}")
         if problems:
             raise AggregationError("; ".join(problems))
         cts = []
         for (start, stop), blob in zip(self._bounds, update.chunks, strict=True):
             ct = self._backend.ciphertext_from_bytes(self._ctx, blob)
-            if self._backend.size(ct) != stop - start:
-                raise CiphertextError(f"site {update.site_id!r}: ciphertext rejected")
+            require_fresh_form(self._backend, self._ctx, ct, stop - start)
             cts.append(ct)
         new_sum = (
             cts
@@ -319,7 +185,8 @@ class CoordinatorAggregator:
             else [self._backend.add(a, b) for a, b in zip(self._sum, cts, strict=True)]
         )
         self._sum = new_sum
-        self.site_ids_.append(update.site_id)
+        self._proofs.append(update.proof)
+        self.site_ids_.append(sid)
         self.total_weight_ += update.weight
 
     def result(self) -> EncryptedAggregate:
@@ -327,9 +194,11 @@ class CoordinatorAggregator:
         if self._sum is None:
             raise AggregationError("no site has contributed yet; call add() first")
         return EncryptedAggregate(
+            round_id=self.round_id,
             context_sha256=self.context_sha256,
             length=self.length,
             total_weight=self.total_weight_,
             site_ids=tuple(self.site_ids_),
             chunks=tuple(self._backend.ciphertext_to_bytes(ct) for ct in self._sum),
+            proofs=tuple(self._proofs),
         )

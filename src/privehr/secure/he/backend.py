@@ -127,6 +127,10 @@ class CkksBackend(Protocol):
 
     def slot_count(self, ctx: Any) -> int: ...
 
+    def scale(self, ctx: Any) -> float:
+        """The context's encoding scale (2^scale_bits)."""
+        ...
+
     def coeff_modulus_bits(self, ctx: Any) -> int:
         """Total bits of the full coefficient modulus (special prime included)."""
         ...
@@ -138,6 +142,12 @@ class CkksBackend(Protocol):
     def ciphertext_to_bytes(self, ct: Any) -> bytes: ...
 
     def ciphertext_from_bytes(self, ctx: Any, data: bytes) -> Any: ...
+
+    def ciphertext_form(self, ctx: Any, ct: Any) -> tuple[int, int, float]:
+        """(polynomials, modulus level, scale) of a ciphertext. A fresh or merely added
+        ciphertext has (2, multiplicative_levels(ctx), 2^scale_bits); anything else was
+        multiplied, rescaled or forged."""
+        ...
 
     def size(self, ct: Any) -> int:
         """Number of values the ciphertext claims to carry (metadata, set by the encryptor)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -60,6 +61,8 @@ class CeremonyRecord:
     params: CkksParams
     context_sha256: str
     backend: str
+    #: hex X25519 key to which sites seal their contribution tokens ("" when unused)
+    token_public_key: str = ""
     version: int = CEREMONY_RECORD_VERSION
 
     def to_dict(self) -> dict[str, Any]:
@@ -69,7 +72,12 @@ class CeremonyRecord:
             "params": self.params.to_dict(),
             "context_sha256": self.context_sha256,
             "backend": self.backend,
+            "token_public_key": self.token_public_key,
         }
+
+    def sha256(self) -> str:
+        """Digest of the whole record (canonical JSON): what parties compare out of band."""
+        return sha256_hex(json.dumps(self.to_dict(), sort_keys=True).encode())
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CeremonyRecord:
@@ -86,12 +94,17 @@ class CeremonyRecord:
             params=CkksParams.from_dict(data["params"]),
             context_sha256=str(data["context_sha256"]),
             backend=str(data["backend"]),
+            token_public_key=str(data.get("token_public_key", "")),
             version=version,
         )
 
 
 def run_ceremony(
-    params: CkksParams, holder_id: str, *, backend: CkksBackend | None = None
+    params: CkksParams,
+    holder_id: str,
+    *,
+    backend: CkksBackend | None = None,
+    token_public_key: bytes = b"",
 ) -> tuple[Any, PublicContext, CeremonyRecord]:
     """Create a key pair at the key holder.
 
@@ -107,7 +120,11 @@ def run_ceremony(
     public_bytes = be.serialize_context(secret_ctx, secret_key=False)
     public = PublicContext(data=public_bytes, sha256=sha256_hex(public_bytes))
     record = CeremonyRecord(
-        holder_id=holder_id, params=params, context_sha256=public.sha256, backend=be.name
+        holder_id=holder_id,
+        params=params,
+        context_sha256=public.sha256,
+        backend=be.name,
+        token_public_key=bytes(token_public_key).hex(),
     )
     return secret_ctx, public, record
 
@@ -146,8 +163,10 @@ def check_security(backend: CkksBackend, ctx: Any) -> None:
     limit = MAX_COEFF_BITS_128.get(n)
     if limit is None or bits > limit:
         raise HeParameterError(
-            [f"context has N={n} and a {bits}-bit coefficient modulus, below 128-bit security "
-             f"(allowed: {MAX_COEFF_BITS_128}); recreate it with CkksParams defaults"]
+            [
+                f"context has N={n} and a {bits}-bit coefficient modulus, below 128-bit security "
+                f"(allowed: {MAX_COEFF_BITS_128}); recreate it with CkksParams defaults"
+            ]
         )
 
 

@@ -221,9 +221,11 @@ class ScoringHost:
         vec = np.asarray(flat, dtype=np.float64).reshape(-1)
         if vec.size != n_features + 1:
             raise HeParameterError(
-                [f"flat vector has {vec.size} values; a logistic regression over {n_features} "
-                 f"features has {n_features + 1} (weights then bias). Encrypted scoring covers "
-                 "logistic regression only"]
+                [
+                    f"flat vector has {vec.size} values; a logistic regression over {n_features} "
+                    f"features has {n_features + 1} (weights then bias). Encrypted scoring covers "
+                    "logistic regression only"
+                ]
             )
         return cls(vec[:n_features], float(vec[n_features]), budget=budget, **kwargs)
 
@@ -349,7 +351,9 @@ def scores_frame(pseudonyms: Any, probabilities: np.ndarray) -> pd.DataFrame:
     probs = np.asarray(probabilities, dtype=np.float64).reshape(-1)
     if len(ids) != probs.size:
         raise HeParameterError(
-            [f"{len(ids)} pseudonyms but {probs.size} scores; pass them in the same order as "
-             "the features that were scored"]
+            [
+                f"{len(ids)} pseudonyms but {probs.size} scores; pass them in the same order as "
+                "the features that were scored"
+            ]
         )
     return pd.DataFrame({"patient": ids, "score": probs})

@@ -45,14 +45,57 @@ def _chunks(value: Any, field: str) -> tuple[bytes, ...]:
 
 
 @dataclass(frozen=True)
-class EncryptedUpdate:
-    """One site's pre-weighted, chunked, encrypted update (what the site sends)."""
+class ContributionProof:
+    """A site's secret tokens sealed to the key holder, optionally signed by the site.
+
+    See :mod:`privehr.secure.he.contribution`: it lets the key holder check that an aggregate
+    sums exactly the claimed sites. ``signature`` is empty when no roster is in use.
+    """
 
     site_id: str
+    round_id: str
+    sealed_tokens: bytes
+    signature: bytes = b""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "site_id": self.site_id,
+            "round_id": self.round_id,
+            "sealed_tokens": self.sealed_tokens,
+            "signature": self.signature,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any) -> ContributionProof:
+        keys = ("site_id", "round_id", "sealed_tokens", "signature")
+        if not isinstance(data, dict) or any(k not in data for k in keys):
+            raise HeParameterError([f"a contribution proof must be a dict with keys {keys}"])
+        if not isinstance(data["sealed_tokens"], bytes | bytearray) or not isinstance(
+            data["signature"], bytes | bytearray
+        ):
+            raise HeParameterError(["sealed_tokens and signature must be bytes"])
+        return cls(
+            site_id=str(data["site_id"]),
+            round_id=str(data["round_id"]),
+            sealed_tokens=bytes(data["sealed_tokens"]),
+            signature=bytes(data["signature"]),
+        )
+
+
+@dataclass(frozen=True)
+class EncryptedUpdate:
+    """One site's pre-weighted, chunked, encrypted update (what the site sends).
+
+    ``length`` is the update's length; the chunks also carry the contribution tokens after it.
+    """
+
+    site_id: str
+    round_id: str
     context_sha256: str
     length: int
     weight: float
     chunks: tuple[bytes, ...]
+    proof: ContributionProof
 
     @property
     def nbytes(self) -> int:
@@ -64,22 +107,26 @@ class EncryptedUpdate:
             "kind": KIND_UPDATE,
             "version": PAYLOAD_VERSION,
             "site_id": self.site_id,
+            "round_id": self.round_id,
             "context_sha256": self.context_sha256,
             "length": self.length,
             "weight": self.weight,
             "chunks": list(self.chunks),
+            "proof": self.proof.to_dict(),
         }
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> EncryptedUpdate:
-        keys = ("site_id", "context_sha256", "length", "weight", "chunks")
+        keys = ("site_id", "round_id", "context_sha256", "length", "weight", "chunks", "proof")
         _check_kind(payload, KIND_UPDATE, keys)
         return cls(
             site_id=str(payload["site_id"]),
+            round_id=str(payload["round_id"]),
             context_sha256=str(payload["context_sha256"]),
             length=int(payload["length"]),
             weight=float(payload["weight"]),
             chunks=_chunks(payload["chunks"], "chunks"),
+            proof=ContributionProof.from_dict(payload["proof"]),
         )
 
 
@@ -91,11 +138,13 @@ class EncryptedAggregate:
     verify from the ciphertext that it really is the sum over those sites.
     """
 
+    round_id: str
     context_sha256: str
     length: int
     total_weight: float
     site_ids: tuple[str, ...]
     chunks: tuple[bytes, ...]
+    proofs: tuple[ContributionProof, ...]
 
     @property
     def nbytes(self) -> int:
@@ -105,23 +154,37 @@ class EncryptedAggregate:
         return {
             "kind": KIND_AGGREGATE,
             "version": PAYLOAD_VERSION,
+            "round_id": self.round_id,
             "context_sha256": self.context_sha256,
             "length": self.length,
             "total_weight": self.total_weight,
             "site_ids": list(self.site_ids),
             "chunks": list(self.chunks),
+            "proofs": [p.to_dict() for p in self.proofs],
         }
 
     @classmethod
     def from_payload(cls, payload: dict[str, Any]) -> EncryptedAggregate:
-        keys = ("context_sha256", "length", "total_weight", "site_ids", "chunks")
+        keys = (
+            "round_id",
+            "context_sha256",
+            "length",
+            "total_weight",
+            "site_ids",
+            "chunks",
+            "proofs",
+        )
         _check_kind(payload, KIND_AGGREGATE, keys)
+        if not isinstance(payload["proofs"], list | tuple):
+            raise HeParameterError(["proofs must be a list of contribution-proof dicts"])
         return cls(
+            round_id=str(payload["round_id"]),
             context_sha256=str(payload["context_sha256"]),
             length=int(payload["length"]),
             total_weight=float(payload["total_weight"]),
             site_ids=tuple(str(s) for s in payload["site_ids"]),
             chunks=_chunks(payload["chunks"], "chunks"),
+            proofs=tuple(ContributionProof.from_dict(p) for p in payload["proofs"]),
         )
 
 

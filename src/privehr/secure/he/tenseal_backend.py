@@ -62,6 +62,9 @@ class TenSealBackend:
         parms = ctx.seal_context().data.key_context_data().parms()
         return int(parms.poly_modulus_degree()) // 2
 
+    def scale(self, ctx: Any) -> float:
+        return float(ctx.global_scale)
+
     def coeff_modulus_bits(self, ctx: Any) -> int:
         data = ctx.seal_context().data
         if not data.parameters_set():
@@ -82,6 +85,19 @@ class TenSealBackend:
             raise CiphertextError("ciphertext rejected")
         try:
             return ts.ckks_vector_from(ctx, bytes(data))
+        except Exception as exc:
+            raise CiphertextError("ciphertext rejected") from exc
+
+    def ciphertext_form(self, ctx: Any, ct: Any) -> tuple[int, int, float]:
+        try:
+            parts = ct.ciphertext()
+            if len(parts) != 1:
+                raise CiphertextError("ciphertext rejected")
+            seal_ct = parts[0]
+            level = ctx.seal_context().data.get_context_data(seal_ct.parms_id()).chain_index()
+            return int(seal_ct.size()), int(level), float(seal_ct.scale)
+        except CiphertextError:
+            raise
         except Exception as exc:
             raise CiphertextError("ciphertext rejected") from exc
 
