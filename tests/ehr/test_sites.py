@@ -133,6 +133,11 @@ def test_dirichlet_split_skews_labels_and_merges_small_sites():
     many = split_dirichlet(pids, y, k=12, alpha=0.2, seed=3, min_patients=40)
     assert all(len(p) >= 40 for p in many.sites.values())
     assert many.notes and sum(len(p) for p in many.sites.values()) == 600
+    sparse = split_dirichlet(pids, y, k=20, alpha=0.01, seed=0, min_patients=20)
+    named = " ".join(sparse.notes)
+    assert sum(len(p) for p in sparse.sites.values()) == 600
+    dropped = 20 - len([s for s in sparse.sites if s.startswith("site-")])
+    assert f"{dropped} site(s) below" in named and "site-" in named  # empty sites counted too
     with pytest.raises(ValueError, match="alpha=0"):
         split_dirichlet(pids, y, k=3, alpha=0, seed=1)
     with pytest.raises(ValueError, match="k=1"):

@@ -93,7 +93,7 @@ def _enforce_minimum(groups: Mapping[str, Sequence[str]], min_patients: int, sma
     """Apply the small-site policy. Returns (sites, members: site -> group names, notes,
     excluded pseudonyms)."""
     big = {g: list(p) for g, p in groups.items() if len(p) >= min_patients}
-    tiny = {g: list(p) for g, p in groups.items() if 0 < len(p) < min_patients}
+    tiny = {g: list(p) for g, p in groups.items() if len(p) < min_patients}
     members = {g: [g] for g in big}
     notes: list[str] = []
     excluded: list[str] = []
