@@ -115,7 +115,7 @@ def _enforce_minimum(groups: Mapping[str, Sequence[str]], min_patients: int, sma
             target = min(big, key=lambda g: (len(big[g]), g))
             big[target] += rest
             members[target] += list(tiny)
-            notes.append(f"site(s) below min_patients={min_patients} ({names}) total "
+            notes.append(f"{len(tiny)} site(s) below min_patients={min_patients} ({names}) total "
                          f"{len(rest)} patients, too few for a site of their own: merged "
                          f"into the smallest site {target!r}")
     if not big:
