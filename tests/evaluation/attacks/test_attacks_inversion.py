@@ -114,6 +114,23 @@ def test_suite_shows_exact_leak_masking_aggregation_and_dp(ehr_like):
     assert dp[0.1]["cosine"] == pytest.approx(dp[0.1]["cosine_ceiling"], abs=0.1)
     assert abs(dp[2.0]["cosine"]) < dp[2.0]["cosine_ceiling"] + 0.1
     assert dp[2.0]["binary_exact_fraction"] < dp[2.0]["binary_baseline_fraction"] + 0.05
+    # the DP-implied reconstruction bound holds and tightens with noise
+    for r in out["dp_aggregate"]:
+        assert r["binary_exact_fraction"] <= r["binary_rero_bound"] + 0.02
+    assert dp[0.0]["binary_rero_bound"] == 1.0 > dp[0.1]["binary_rero_bound"] - 1e-12
+    assert dp[2.0]["binary_rero_bound"] < dp[0.1]["binary_rero_bound"]
+
+
+def test_rero_bound_matches_gaussian_tradeoff():
+    from scipy.stats import norm
+
+    from privehr.evaluation.attacks.inversion_suite import binary_rero_bound
+
+    X = np.c_[np.r_[np.ones(20), np.zeros(80)], np.r_[np.ones(50), np.zeros(50)]]
+    binary = np.array([True, True])
+    expected = np.mean([norm.cdf(norm.ppf(0.8) + 1.0), norm.cdf(0.0 + 1.0)])
+    assert binary_rero_bound(X, binary, 1.0) == pytest.approx(expected)
+    assert binary_rero_bound(X, np.array([False, False]), 1.0) is None
 
 
 def test_suite_validates_all_problems_at_once(ehr_like):

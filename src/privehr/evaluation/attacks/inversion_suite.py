@@ -9,7 +9,17 @@ What it measures (means over ``n_trials`` random batches of the given records):
 - ``dp_aggregate``: the sum of per-record gradients clipped to ``clip_norm`` plus
   N(0, (σ·clip_norm)²) noise per coordinate (what central or distributed DP releases), per
   noise multiplier σ and batch size, with the signal-to-noise guide
-  ``cosine_ceiling ≈ 1/sqrt(1 + σ² d)`` for one record.
+  ``cosine_ceiling ≈ 1/sqrt(1 + σ² d)`` for one record, and a proven bound on recovering a
+  binary feature, ``binary_rero_bound``.
+
+How DP bounds reconstruction (Hayes, Mahloujifar, Balle 2023, "Bounding data reconstruction
+attacks with the hypothesis testing interpretation of DP"): a mechanism with trade-off
+function f limits any reconstruction attack whose baseline (prior-only) success probability
+is κ to success ≤ 1 − f(κ). One release of a sum with per-record sensitivity C and Gaussian
+noise σC is μ-GDP with μ = 1/σ, so 1 − f(κ) = Φ(Φ⁻¹(κ) + 1/σ). For binary feature j the
+best prior guess succeeds with κ_j = max(prevalence_j, 1 − prevalence_j); we report the mean
+of Φ(Φ⁻¹(κ_j) + 1/σ) over binary features. It covers this single release only: T releases
+of the same record compose (μ = sqrt(T)/σ without subsampling).
 
 The noise here is a simulation of what DP would release (numpy Generator), not a
 protection mechanism: privacy noise for real releases comes from ``privehr.privacy``.
@@ -21,6 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from scipy.stats import norm
 
 from privehr.evaluation.attacks._checks import Checks, as_labels, as_matrix
 from privehr.evaluation.attacks.inversion import (
@@ -62,6 +73,17 @@ def _mean_result(setting: str, batch: int, d: int, trials: list[dict[str, Any]],
         binary_baseline_fraction=means["binary_baseline_fraction"],
         cosine_chance=means["cosine_chance"], **extra,
     )
+
+
+def binary_rero_bound(X: np.ndarray, binary: np.ndarray, sigma: float) -> float | None:
+    """Mean over binary features of Φ(Φ⁻¹(κ_j) + 1/σ); 1.0 without noise; None if none."""
+    if not binary.any():
+        return None
+    if sigma <= 0:
+        return 1.0
+    prevalence = np.asarray(X, dtype=float)[:, binary].mean(axis=0)
+    kappa = np.maximum(prevalence, 1.0 - prevalence)
+    return float(np.mean(norm.cdf(norm.ppf(kappa) + 1.0 / sigma)))
 
 
 def _split(idx: np.ndarray, n_sites: int) -> list[np.ndarray]:
@@ -157,7 +179,8 @@ def run_inversion_suite(
                 trials.append(score(reconstruct_from_update(noisy), idx))
             dp.append(_mean_result("dp_aggregate", int(batch), d, trials,
                                    noise_multiplier=float(sigma),
-                                   cosine_ceiling=float(1.0 / np.sqrt(1.0 + sigma**2 * d))))
+                                   cosine_ceiling=float(1.0 / np.sqrt(1.0 + sigma**2 * d)),
+                                   binary_rero_bound=binary_rero_bound(X, binary, sigma)))
 
     return {
         "schema_version": SCHEMA_VERSION,

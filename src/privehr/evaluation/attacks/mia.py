@@ -116,6 +116,7 @@ def run_membership_attacks(
     n_bootstrap: int = 1000,
     ci_level: float = 0.95,
     target: PredictProba | None = None,
+    global_variance: bool = False,
 ) -> dict[str, Any]:
     """Study entry point: loss-threshold, LiRA-offline and LiRA-online attacks, as one dict.
 
@@ -124,6 +125,8 @@ def run_membership_attacks(
     is ``train_fn(X_train, y_train, seed)`` unless an already trained ``target`` is given.
     Shadows are trained on balanced halves of members ∪ non-members (see ``lira``); choose
     ``len(X_out) ≈ len(X_train)`` so shadow training sets match the target's size.
+    ``global_variance`` pools LiRA's σ over candidates (steadier with few shadows).
+    Cost: ``n_shadow + 1`` trainings.
     """
     from privehr.evaluation.attacks.lira import lira_attack  # lira imports this module
 
@@ -143,7 +146,8 @@ def run_membership_attacks(
     threshold = threshold_attack(model, Xm, ym, Xn, yn, fprs=fprs, n_bootstrap=n_bootstrap,
                                  ci_level=ci_level, seed=int(seeds[1]))
     lira = lira_attack(model, Xm, ym, Xn, yn, train_fn, n_shadow=n_shadow, seed=int(seeds[2]),
-                       fprs=fprs, n_bootstrap=n_bootstrap, ci_level=ci_level)
+                       fprs=fprs, n_bootstrap=n_bootstrap, ci_level=ci_level,
+                       global_variance=global_variance)
     return {
         "schema_version": SCHEMA_VERSION,
         "release_kind": ATTACK_RELEASE_KIND,

@@ -79,6 +79,9 @@ class InversionResult:
     only) is the signal-to-noise guide 1/sqrt(1 + σ² d) for a single record, not a bound.
     ``cosine_chance`` is the same best-match cosine for a random Gaussian direction: with
     large batches the max over records is well above 0 even for a useless reconstruction.
+    ``binary_rero_bound`` (DP settings only) is the reconstruction-robustness bound that the
+    Gaussian mechanism itself implies for recovering one binary feature of a fixed target
+    record (see ``inversion_suite``); compare it with ``binary_exact_fraction`` at batch 1.
     """
 
     setting: str
@@ -94,6 +97,7 @@ class InversionResult:
     n_sites: int = 1
     cosine_ceiling: float | None = None
     cosine_chance: float | None = None
+    binary_rero_bound: float | None = None
     release_kind: str = ATTACK_RELEASE_KIND
 
     def to_dict(self) -> dict[str, Any]:
@@ -101,7 +105,8 @@ class InversionResult:
         out["schema_version"] = SCHEMA_VERSION
         out["attack"] = "update_inversion"
         for key in ("cosine", "cosine_to_mean", "relative_l2", "binary_exact_fraction",
-                    "binary_baseline_fraction", "cosine_ceiling", "cosine_chance"):
+                    "binary_baseline_fraction", "cosine_ceiling", "cosine_chance",
+                    "binary_rero_bound"):
             out[key] = _json_float(out[key])
         return out
 
@@ -137,7 +142,9 @@ class AuditResult:
         out = asdict(self)
         out["schema_version"] = SCHEMA_VERSION
         out["attack"] = "one_run_audit"
-        out["eps_claimed"] = _json_float(self.eps_claimed)
+        # ε = ∞ (a non-private run) is a claim, not a missing value: keep it as "inf".
+        claimed = self.eps_claimed
+        out["eps_claimed"] = "inf" if claimed == math.inf else _json_float(claimed)
         out["consistent_with_claim"] = self.consistent_with_claim
         return out
 
