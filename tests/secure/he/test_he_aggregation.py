@@ -236,3 +236,21 @@ def test_result_before_any_update_is_an_error(ceremony):
     _, public, sha = ceremony
     with pytest.raises(AggregationError, match="add"):
         CoordinatorAggregator(public, sha, length=10, round_id="r").result()
+
+
+def test_aggregate_encrypted_in_process(roster_ceremony, site_keys, round_id):
+    from privehr.secure.he import aggregate_encrypted
+
+    holder, public, _ = roster_ceremony
+    rng = np.random.default_rng(8)
+    updates = {sid: (rng.normal(size=5000), float(i + 1)) for i, sid in enumerate(site_keys)}
+    mean, stats = aggregate_encrypted(
+        updates, holder, public, round_id=round_id, signers=site_keys
+    )
+    expected = np.average(
+        np.stack([u for u, _ in updates.values()]), axis=0, weights=[w for _, w in updates.values()]
+    )
+    assert np.max(np.abs(mean - expected)) <= holder.error_bound(4, 10.0)
+    assert stats.n_sites == 4 and stats.length == 5000
+    assert stats.aggregate_bytes == pytest.approx(stats.max_update_bytes, rel=0.01)
+    assert stats.aggregate_bytes > 10 * 5000 * 4  # CKKS costs >10x float32

@@ -13,7 +13,12 @@ aggregate sums >= min_sites genuine contributions); if it colludes with the coor
 update is exposed -- where that is unacceptable, use SecAgg.
 """
 
-from privehr.secure.he.aggregation import CoordinatorAggregator, SiteEncryptor
+from privehr.secure.he.aggregation import (
+    AggregationStats,
+    CoordinatorAggregator,
+    SiteEncryptor,
+    aggregate_encrypted,
+)
 from privehr.secure.he.backend import AGGREGATION_PARAMS, SCORING_PARAMS, CkksBackend, CkksParams
 from privehr.secure.he.ceremony import CeremonyRecord, PublicContext, load_context, sha256_hex
 from privehr.secure.he.errors import (
@@ -47,6 +52,7 @@ __all__ = [
     "AGGREGATION_PARAMS",
     "SCORING_PARAMS",
     "AggregationError",
+    "AggregationStats",
     "CeremonyRecord",
     "CiphertextError",
     "CkksBackend",
@@ -69,6 +75,7 @@ __all__ = [
     "ScoringResponse",
     "ScoringStats",
     "SiteEncryptor",
+    "aggregate_encrypted",
     "aggregate_error_bound",
     "load_context",
     "score_encrypted",
