@@ -128,3 +128,26 @@ def test_lira_requires_enough_shadows():
     with pytest.raises(AttackInputError, match="n_shadow"):
         run_membership_attacks(X[:10], y[:10], X[10:], y[10:], logreg_train_fn(l2=1.0),
                                n_shadow=8)
+
+
+def test_estimator_factory_adapter_trains_fresh_models():
+    from privehr.evaluation.attacks import estimator_train_fn
+
+    seeds = []
+
+    class Mean:  # duck-typed estimator: predicts the training positive rate
+        def __init__(self, seed):
+            seeds.append(seed)
+
+        def fit(self, X, y):
+            self.rate_ = float(np.mean(y))
+            return self
+
+        def predict_proba(self, X):
+            return np.full(len(X), self.rate_)
+
+    fn = estimator_train_fn(Mean)
+    p = fn(np.zeros((4, 2)), np.array([1, 1, 1, 0]), 5)
+    q = fn(np.zeros((4, 2)), np.array([0, 0, 0, 1]), 6)
+    assert p(np.zeros((2, 2))).tolist() == [0.75, 0.75] and q(np.zeros((1, 2)))[0] == 0.25
+    assert seeds == [5, 6]

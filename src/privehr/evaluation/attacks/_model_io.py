@@ -11,6 +11,7 @@ logistic regression in tests, torch models in studies) without importing it. The
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -58,3 +59,19 @@ def logit_confidence(p_true: np.ndarray) -> np.ndarray:
     """φ = log(p / (1 − p)) of the true-label probability (LiRA's Gaussian-friendly scale)."""
     p = np.clip(np.asarray(p_true, dtype=float), PROB_CLIP, 1.0 - PROB_CLIP)
     return np.log(p) - np.log1p(-p)
+
+
+def estimator_train_fn(make_estimator: Callable[[int], Any]) -> TrainFn:
+    """Adapt an sklearn-shaped estimator factory to a ``TrainFn``.
+
+    ``make_estimator(seed)`` returns an unfitted object with ``fit(X, y)`` and
+    ``predict_proba(X)``; e.g. ``lambda s: Estimator("logreg", epochs=50, seed=s)`` from
+    ``privehr.learning.models``. A fresh estimator per call keeps shadow models independent.
+    """
+
+    def train(X: np.ndarray, y: np.ndarray, seed: int) -> PredictProba:
+        estimator = make_estimator(int(seed))
+        estimator.fit(X, y)
+        return estimator.predict_proba
+
+    return train

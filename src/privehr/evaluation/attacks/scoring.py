@@ -40,18 +40,17 @@ def rank_auroc(labels: np.ndarray, scores: np.ndarray) -> float:
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """AUROC, from ``privehr.evaluation.metrics.auroc`` when that module exists, else by rank.
+    """AUROC via the project's shared metric (``privehr.evaluation.metrics.auroc(y, p)``).
 
-    The shared metric is called with sklearn-style keywords (``y_true``, ``y_score``) so that
-    a differently ordered signature fails loudly (TypeError) and we fall back, rather than
-    silently swapping labels and scores.
+    Falls back to :func:`rank_auroc` (the same Mann-Whitney formula) only if that module is
+    absent, so this package still runs on its own.
     """
+    labels = np.asarray(labels).astype(np.int64)
     try:
-        from privehr.evaluation import metrics  # type: ignore[attr-defined]
-
-        return float(metrics.auroc(y_true=np.asarray(labels), y_score=np.asarray(scores)))
-    except (ImportError, AttributeError, TypeError):
+        from privehr.evaluation.metrics import auroc as shared_auroc
+    except ImportError:
         return rank_auroc(labels, scores)
+    return float(shared_auroc(labels, np.asarray(scores, dtype=float)))
 
 
 def bootstrap_auroc_ci(
