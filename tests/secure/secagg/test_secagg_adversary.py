@@ -333,3 +333,17 @@ def test_bad_pairwise_key_share_aborts(make_round):
             drop={c.STAGE_MASKED: {dropped}, c.STAGE_UNMASK: {rnd.ids[1]}},
             tamper_responses=hook,
         )
+
+
+def test_isolating_a_site_by_declaring_its_neighbours_dropped_is_refused(make_round):
+    # SecAgg+: if every neighbour of `victim` is called dropped, their pairwise keys get
+    # revealed and `victim`'s masked input would open on its own. Sites refuse to sign that.
+    rnd = make_round(10, 3, degree=4, dim=16)
+    requests = _step_until(rnd, c.STAGE_CONSISTENCY)
+    graph = rnd.coordinator.neighbours
+    victim = rnd.ids[0]
+    fake_u3 = sorted(set(rnd.ids) - graph[victim])
+    for p in requests.values():
+        p[c.KEY_SURVIVORS] = fake_u3
+    answers = _answers(rnd, c.STAGE_CONSISTENCY, {s: requests[s] for s in fake_u3})
+    assert all(isinstance(a, SecAggAborted) and "disconnected" in str(a) for a in answers.values())

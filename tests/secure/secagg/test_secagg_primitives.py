@@ -10,7 +10,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from privehr.secure.secagg import SecAggConfig, SecAggConfigError
-from privehr.secure.secagg.graph import neighbourhoods, share_points
+from privehr.secure.secagg.graph import is_connected, neighbourhoods, share_points
 from privehr.secure.secagg.keys import (
     CryptoCheckFailed,
     channel_key,
@@ -166,3 +166,13 @@ def test_lagrange_cache_gives_the_same_secret():
         [other[2], other[7], other[9]], 32
     )
     assert len(cache) == 1
+
+
+def test_connectivity_of_survivor_subgraphs():
+    ids = [f"s{i}" for i in range(8)]
+    g = neighbourhoods(ids, 2, b"ring")  # a ring
+    assert is_connected(g, ids)
+    first = sorted(ids)[0]
+    cut = set(ids) - g[first]  # remove both ring neighbours of `first`: it is isolated
+    assert not is_connected(g, cut)
+    assert not is_connected(g, [])

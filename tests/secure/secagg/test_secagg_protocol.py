@@ -7,6 +7,7 @@ import pytest
 
 from privehr.secure.secagg import STAGES, SecAggAborted, run_round
 from privehr.secure.secagg import constants as c
+from privehr.secure.secagg.graph import is_connected
 
 
 @pytest.mark.parametrize(
@@ -67,8 +68,13 @@ def _greedy_drop(rnd, stage, responders):
     for cand in sorted(responders):
         trial = alive - {cand}
         owners = owners_fixed if owners_fixed is not None else trial
-        if len(trial) >= need and all(
-            len(_holders(graph, o) & trial) >= cfg.threshold for o in owners
+        survivors_connected = stage not in (c.STAGE_SHARE, c.STAGE_MASKED) or is_connected(
+            graph, trial
+        )
+        if (
+            len(trial) >= need
+            and survivors_connected
+            and all(len(_holders(graph, o) & trial) >= cfg.threshold for o in owners)
         ):
             alive, dropped = trial, [*dropped, cand]
     return dropped

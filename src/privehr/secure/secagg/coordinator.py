@@ -21,7 +21,7 @@ import numpy as np
 from privehr.secure.secagg import constants as c
 from privehr.secure.secagg.config import SecAggConfig
 from privehr.secure.secagg.errors import SecAggAborted, SecAggCryptoError
-from privehr.secure.secagg.graph import neighbourhoods
+from privehr.secure.secagg.graph import is_connected, neighbourhoods
 from privehr.secure.secagg.keys import (
     CryptoCheckFailed,
     commit_seed,
@@ -156,6 +156,10 @@ class SecAggCoordinator:
         self._u3 = frozenset(self._masked)
         self._enough(c.STAGE_MASKED, self._u3)
         self._feasible(c.STAGE_MASKED, self._u2, self._u3)
+        if not is_connected(self._graph, self._u3):
+            raise SecAggAborted(
+                c.STAGE_MASKED, "survivor graph is disconnected; honest sites would refuse"
+            )
         u3 = sorted(self._u3)
         return self._send(c.STAGE_CONSISTENCY, {j: {c.KEY_SURVIVORS: u3} for j in u3})
 

@@ -12,7 +12,7 @@ sites, each of which costs the round a participant.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from privehr.secure.secagg.constants import LABEL_GRAPH
 from privehr.secure.secagg.keys import encode_fields
@@ -40,3 +40,23 @@ def neighbourhoods(ids: Sequence[str], degree: int, seed: bytes) -> dict[str, fr
 def share_points(ids: Sequence[str]) -> dict[str, int]:
     """Shamir evaluation point of each site: 1 + its index among the sorted advertised ids."""
     return {sid: i + 1 for i, sid in enumerate(sorted(set(ids)))}
+
+
+def is_connected(graph: dict[str, frozenset[str]], members: Iterable[str]) -> bool:
+    """Whether ``members`` induce a connected subgraph.
+
+    Why it matters (Bell et al. 2020): pairwise masks between two survivors are never revealed,
+    so the coordinator can unmask only sums over whole connected components of the survivor
+    graph. If it declares all neighbours of a site "dropped", that site forms a component of
+    its own and its input would be exposed; sites therefore refuse a disconnected survivor set.
+    """
+    remaining = set(members)
+    if not remaining:
+        return False
+    stack = [remaining.pop()]
+    while stack:
+        node = stack.pop()
+        linked = graph[node] & remaining
+        remaining -= linked
+        stack.extend(linked)
+    return not remaining

@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from privehr.secure.secagg import constants as c
 from privehr.secure.secagg.config import SecAggConfig
 from privehr.secure.secagg.errors import SecAggAborted, SecAggCryptoError
-from privehr.secure.secagg.graph import neighbourhoods, share_points
+from privehr.secure.secagg.graph import is_connected, neighbourhoods, share_points
 from privehr.secure.secagg.keys import (
     CryptoCheckFailed,
     channel_key,
@@ -118,7 +118,7 @@ class SecAggSite:
             raise ValueError("model_digest: expected at most 64 bytes (e.g. a SHA-256 digest)")
         if self._next != stage:
             reason = f"stage out of order: expected {self._next!r}"
-            self._next = "aborted"
+            self._abort()
             raise SecAggAborted(stage, reason)
         try:
             if payload.get(c.KEY_STAGE, stage) != stage:
@@ -139,6 +139,9 @@ class SecAggSite:
         except CryptoCheckFailed as exc:
             self._abort()
             raise SecAggCryptoError(stage) from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            self._abort()
+            raise SecAggAborted(stage, f"malformed payload ({type(exc).__name__})") from exc
         i = c.STAGES.index(stage)
         self._next = c.STAGES[i + 1] if i + 1 < len(c.STAGES) else _DONE
         reply[c.KEY_STAGE] = stage
@@ -189,6 +192,7 @@ class SecAggSite:
         self._adverts = adverts
         self._transcript = transcript_hash(self._cfg, adverts)
         graph = neighbourhoods(list(adverts), self.config.effective_degree, self._transcript)
+        self._graph = graph
         self._neighbours = graph[self.site_id]
         points = share_points(list(adverts))
         holders = sorted(self._neighbours | {self.site_id})
@@ -265,6 +269,10 @@ class SecAggSite:
         if not set(u3) <= self._u2 or self.site_id not in u3:
             raise SecAggAborted(stage, "survivors are not a subset of the share senders")
         self._need_members(stage, u3, "survivors")
+        if not is_connected(self._graph, u3):
+            raise SecAggAborted(
+                stage, "survivor graph is disconnected: unmasking would expose partial sums"
+            )
         self._u3 = frozenset(u3)
         statement = consistency_statement(self._cfg, self._transcript, self._u3)
         return {c.KEY_SIGNATURE: self._identity.sign(statement)}
