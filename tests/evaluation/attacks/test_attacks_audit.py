@@ -98,17 +98,19 @@ def test_non_private_training_gives_clearly_positive_bound(base_data):
     assert json.loads(json.dumps(res.to_dict()))["attack"] == "one_run_audit"
 
 
-def test_dp_training_bound_never_exceeds_accountant_epsilon(base_data):
+@pytest.mark.parametrize("sample_rate,steps,sigma", [(1.0, 10, 6.3), (0.5, 20, 4.8)])
+def test_dp_training_bound_never_exceeds_accountant_epsilon(base_data, sample_rate, steps,
+                                                             sigma):
     Xp, y, Xc, yc = base_data
-    sigma, steps, delta = 6.3, 10, 1e-5
-    eps = dp_epsilon(sigma, 1.0, steps, delta)  # full-batch DP-GD, PLD accountant
+    delta = 1e-5
+    eps = dp_epsilon(sigma, sample_rate, steps, delta)  # DP-SGD, PLD accountant
     assert eps <= 2.01
 
     def train_and_score(canaries, include, seed):
         cx, cy = canaries
         w, _ = dp_logreg_fit(np.r_[Xp, cx[include]], np.r_[y, cy[include]],
-                             noise_multiplier=sigma, clip=1.0, sample_rate=1.0, steps=steps,
-                             lr=0.5, rng=np.random.default_rng(seed))
+                             noise_multiplier=sigma, clip=1.0, sample_rate=sample_rate,
+                             steps=steps, lr=0.5, rng=np.random.default_rng(seed))
         return cx @ w
 
     results = [one_run_audit(train_and_score, (Xc, yc), M, 40, 40, delta, 0.05, s,
