@@ -99,3 +99,11 @@ def test_estimator_rejects_wrong_feature_count(data_small):
     est = Estimator("logreg", epochs=1).fit(X, y)
     with pytest.raises(InvalidParameterError, match="X.shape\\[1\\]=3"):
         est.predict_proba(np.zeros((2, 3)))
+
+
+def test_estimator_predict_thresholds(data_small):
+    X, y = data_small
+    est = Estimator("logreg", epochs=3).fit(X, y)
+    p = est.predict_proba(X)
+    assert np.array_equal(est.predict(X), (p >= 0.5).astype(int))
+    assert est.predict(X, threshold=0.0).all()

@@ -131,7 +131,14 @@ class ScoreHistogram:
 def metrics_from_histogram(
     h: ScoreHistogram, *, ece_bins: int = 10, threshold: float = 0.5
 ) -> dict[str, float]:
-    """Pooled metrics from a (summed) histogram; keys match ``metrics.evaluate``."""
+    """Pooled metrics from a (summed) histogram; keys match ``metrics.evaluate``.
+
+    >>> a = ScoreHistogram.from_scores([0, 1], [0.1, 0.35])   # site A
+    >>> b = ScoreHistogram.from_scores([0, 1], [0.4, 0.8])    # site B
+    >>> m = metrics_from_histogram(a + b)
+    >>> m["auroc"], m["accuracy"]
+    (0.75, 0.75)
+    """
     n_pos = int(h.pos.sum())
     n_neg = int(h.neg.sum())
     n = n_pos + n_neg

@@ -63,7 +63,13 @@ def _single_class(y: np.ndarray, name: str) -> bool:
 
 
 def auroc(y: Any, p: Any) -> float:
-    """Area under the ROC curve; ties count one half."""
+    """Area under the ROC curve; ties count one half.
+
+    >>> auroc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8])
+    0.75
+    >>> auroc([0, 1], [0.5, 0.5])
+    0.5
+    """
     ya, pa = check_binary(y, p, "auroc", probabilities=False)
     if _single_class(ya, "AUROC"):
         return math.nan
@@ -75,7 +81,11 @@ def auroc(y: Any, p: Any) -> float:
 
 
 def auprc(y: Any, p: Any) -> float:
-    """Average precision: sum over thresholds of (recall step) x precision."""
+    """Average precision: sum over thresholds of (recall step) x precision.
+
+    >>> round(auprc([0, 0, 1, 1], [0.1, 0.4, 0.35, 0.8]), 4)  # 0.5 * 1 + 0.5 * 2/3
+    0.8333
+    """
     ya, pa = check_binary(y, p, "auprc", probabilities=False)
     if _single_class(ya, "AUPRC"):
         return math.nan

@@ -190,6 +190,10 @@ class Estimator:
         Xt = as_features(X, "Estimator.predict_proba", n_features=self.n_features_in_)
         return predict_proba(self.model_, Xt)
 
+    def predict(self, X: Any, threshold: float = 0.5) -> np.ndarray:
+        """Hard 0/1 labels: 1 where ``predict_proba(X) >= threshold``."""
+        return (self.predict_proba(X) >= threshold).astype(np.int64)
+
     def parameters(self) -> np.ndarray:
         self._require_fitted("parameters")
         return get_flat(self.model_)

@@ -28,6 +28,10 @@ def patient_split(
     Depends only on the set of (patient, label) pairs and the seed, not on row order. Within
     a class with at least two patients, test gets at least one and train keeps at least one;
     a class with a single patient goes to train.
+
+    >>> train, test = patient_split(["a", "a", "b", "c", "d"], [0, 1, 0, 1, 0], seed=0)
+    >>> bool(train[0] == train[1])  # both rows of patient "a" stay together
+    True
     """
     ids = np.asarray(patient_ids)
     lab = np.asarray(y)

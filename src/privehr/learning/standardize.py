@@ -36,7 +36,14 @@ def _ro(a: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True, eq=False)
 class SufficientStats:
-    """Per-column ``count``, ``sum`` and ``sumsq`` of one site's (or several sites') rows."""
+    """Per-column ``count``, ``sum`` and ``sumsq`` of one site's (or several sites') rows.
+
+    >>> site_a = SufficientStats.from_matrix([[1.0], [3.0]])
+    >>> site_b = SufficientStats.from_matrix([[5.0]])
+    >>> st = Standardizer.from_stats(site_a + site_b)
+    >>> float(st.mean[0]), st.transform([[3.0]]).tolist()
+    (3.0, [[0.0]])
+    """
 
     count: int
     sum: np.ndarray = field(repr=False)

@@ -44,7 +44,11 @@ def fedavg_from_sum(weighted_sum: Any, total_weight: float) -> np.ndarray:
 
 
 def fedavg(deltas: Sequence[Any], weights: Sequence[float]) -> np.ndarray:
-    """Example-weighted mean of flat deltas (float64 accumulation, float32 result)."""
+    """Example-weighted mean of flat deltas (float64 accumulation, float32 result).
+
+    >>> fedavg([[1.0, 0.0], [0.0, 4.0]], weights=[3, 1]).tolist()
+    [0.75, 1.0]
+    """
     p = Problems("fedavg")
     p.require(len(deltas) > 0, "len(deltas)", len(deltas), "be >= 1", "pass one delta per site")
     p.require(
@@ -129,7 +133,14 @@ class NoServerOpt:
 
 @dataclass(frozen=True)
 class FedAvgM:
-    """Server momentum (Hsu et al. 2019): ``m = momentum*m + delta; new = global + lr*m``."""
+    """Server momentum (Hsu et al. 2019): ``m = momentum*m + delta; new = global + lr*m``.
+
+    >>> opt = FedAvgM(momentum=0.5, lr=1.0)
+    >>> state, w = opt.next(opt.initialize(), [0.0], [1.0])
+    >>> state, w = opt.next(state, w, [1.0])
+    >>> state.round, float(state.m[0]), float(w[0])
+    (2, 1.5, 2.5)
+    """
 
     momentum: float = 0.9
     lr: float = 1.0
