@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from privehr.secure.secagg import SecAggConfig, SecAggCoordinator, SecAggSite
+from privehr.secure.secagg import SecAggConfig, SecAggCoordinator, SecAggSite, provision
 
 
 @dataclass
@@ -37,8 +37,7 @@ class Round:
 
 def _provision(n: int) -> tuple[list[str], dict[str, Ed25519PrivateKey], dict[str, bytes]]:
     ids = [f"hospital-{i:02d}" for i in range(n)]
-    identities = {s: Ed25519PrivateKey.generate() for s in ids}
-    roster = {s: k.public_key().public_bytes_raw() for s, k in identities.items()}
+    identities, roster = provision(ids)
     return ids, identities, roster
 
 

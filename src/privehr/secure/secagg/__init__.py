@@ -14,7 +14,7 @@ sites that survive the round. Transport-agnostic state machines exchange plain p
 from privehr.secure.secagg.config import SecAggConfig
 from privehr.secure.secagg.constants import STAGES
 from privehr.secure.secagg.coordinator import SecAggCoordinator, SecAggResult
-from privehr.secure.secagg.driver import run_round
+from privehr.secure.secagg.driver import provision, run_round
 from privehr.secure.secagg.errors import SecAggAborted, SecAggConfigError, SecAggCryptoError
 from privehr.secure.secagg.site import SecAggSite
 
@@ -27,5 +27,6 @@ __all__ = [
     "SecAggCryptoError",
     "SecAggResult",
     "SecAggSite",
+    "provision",
     "run_round",
 ]

@@ -9,10 +9,11 @@ rewrites what the coordinator sends, ``tamper_responses`` what the sites answer.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privehr.secure.secagg.constants import STAGE_ADVERTISE
 from privehr.secure.secagg.coordinator import SecAggCoordinator, SecAggResult
@@ -20,6 +21,17 @@ from privehr.secure.secagg.site import SecAggSite
 
 Messages = dict[str, dict[str, Any]]
 Hook = Callable[[str, Messages], Messages]
+
+
+def provision(site_ids: Iterable[str]) -> tuple[dict[str, Ed25519PrivateKey], dict[str, bytes]]:
+    """Simulation only: fresh Ed25519 identity keys and the roster every site would hold.
+
+    In a deployment each site generates its identity key at installation and the roster of
+    public keys is distributed out of band (never by the coordinator alone).
+    """
+    identities = {sid: Ed25519PrivateKey.generate() for sid in site_ids}
+    roster = {sid: key.public_key().public_bytes_raw() for sid, key in identities.items()}
+    return identities, roster
 
 
 def run_round(
