@@ -151,3 +151,55 @@ def test_estimator_factory_adapter_trains_fresh_models():
     q = fn(np.zeros((4, 2)), np.array([0, 0, 0, 1]), 6)
     assert p(np.zeros((2, 2))).tolist() == [0.75, 0.75] and q(np.zeros((1, 2)))[0] == 0.25
     assert seeds == [5, 6]
+
+
+def test_group_mean_per_patient():
+    from privehr.evaluation.attacks._model_io import group_mean, patient_groups
+
+    inverse, n = patient_groups(np.array(["b", "a", "b", "c"]), 4)
+    assert n == 3
+    assert group_mean(np.array([1.0, 2.0, 3.0, 4.0]), inverse, n).tolist() == [2.0, 2.0, 4.0]
+    two = group_mean(np.array([[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 2.0, 1.0]]), inverse, n)
+    assert two.tolist() == [[2.0, 2.0, 4.0], [0.0, 1.0, 1.0]]
+
+
+def test_patient_level_attacks_treat_each_patient_as_one_candidate(small_task):
+    """Every patient has 3 identical rows: patient-level results equal the row-level ones on
+    one row per patient, and shadows include or exclude whole patients."""
+    Xm, ym, Xn, yn = small_task
+    rep = lambda a: np.repeat(a, 3, axis=0)  # noqa: E731
+    ids_m, ids_n = np.repeat(np.arange(60), 3), np.repeat(np.arange(100, 160), 3)
+    seen = []
+    base_fn = logreg_train_fn(l2=1e-4)
+
+    def spy(X, y, seed):
+        seen.append(X.copy())
+        return base_fn(X, y, seed)
+
+    target = base_fn(Xm, ym, 0)
+    rows = run_membership_attacks(rep(Xm), rep(ym), rep(Xn), rep(yn), spy, seed=7,
+                                  target=target, ids_train=ids_m, ids_out=ids_n)
+    single = run_membership_attacks(Xm, ym, Xn, yn, base_fn, seed=7, target=target)
+    assert rows["unit"] == "patient" and single["unit"] == "row"
+    assert rows["loss_threshold"]["n_members"] == 60
+    assert rows["loss_threshold"]["auc"] == pytest.approx(single["loss_threshold"]["auc"])
+    assert rows["lira_online"]["n_nonmembers"] == 60
+    assert rows["lira_online"]["auc"] > 0.7
+    # each shadow's training set holds whole patients (rows come in triples)
+    pool = np.concatenate([Xm, Xn])
+    counts = np.zeros(120, dtype=int)
+    for X in seen:
+        match = (X[:, None, :] == pool[None, :, :]).all(axis=2)
+        per_patient = match.sum(axis=0)
+        assert set(per_patient.tolist()) <= {0, 3}
+        counts += per_patient > 0
+    assert np.all(counts == 8)  # IN for exactly half of the 16 shadows
+
+
+def test_member_and_nonmember_patients_must_differ(small_task):
+    Xm, ym, Xn, yn = small_task
+    with pytest.raises(AttackInputError, match="share no patient"):
+        run_membership_attacks(Xm, ym, Xn, yn, logreg_train_fn(l2=1.0),
+                               ids_train=np.arange(60), ids_out=np.arange(59, 119))
+    with pytest.raises(AttackInputError, match="together"):
+        run_membership_attacks(Xm, ym, Xn, yn, logreg_train_fn(l2=1.0), ids_train=np.arange(60))

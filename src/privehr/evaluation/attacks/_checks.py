@@ -80,3 +80,14 @@ def as_labels(checks: Checks, y: Any, name: str, n: int) -> np.ndarray:
         checks.require(bool(np.all(as_int == arr)) and bool(np.all(as_int >= 0)), name, arr,
                        "hold non-negative integer class labels", "encode classes as 0..C-1")
     return arr.astype(np.int64) if ok else arr
+
+
+def as_ids(checks: Checks, ids: Any, name: str, n: int) -> np.ndarray | None:
+    """Optional patient ids aligned with ``n`` rows (None means one row per patient)."""
+    if ids is None:
+        return None
+    arr = np.asarray(ids)
+    checks.require(arr.ndim == 1 and arr.shape[0] == n, name, arr,
+                   f"be a 1-D array of length {n} (one patient id per row)",
+                   "pass the patient id of each feature row, or None for one row per patient")
+    return arr

@@ -75,3 +75,25 @@ def estimator_train_fn(make_estimator: Callable[[int], Any]) -> TrainFn:
         return estimator.predict_proba
 
     return train
+
+
+def patient_groups(ids: np.ndarray | None, n_rows: int) -> tuple[np.ndarray, int]:
+    """(row -> patient index, number of patients); without ids every row is a patient."""
+    if ids is None:
+        return np.arange(n_rows), n_rows
+    _, inverse = np.unique(np.asarray(ids), return_inverse=True)
+    inverse = inverse.reshape(-1)
+    return inverse, int(inverse.max()) + 1 if inverse.size else 0
+
+
+def group_mean(values: np.ndarray, inverse: np.ndarray, n_groups: int) -> np.ndarray:
+    """Mean of row values per patient along the last axis (rows -> patients).
+
+    Why: the privacy unit is the patient (DESIGN.md), so a patient with several rows is one
+    candidate, scored by the mean of its rows' scores.
+    """
+    values = np.asarray(values, dtype=float)
+    counts = np.bincount(inverse, minlength=n_groups).astype(float)
+    if values.ndim == 1:
+        return np.bincount(inverse, weights=values, minlength=n_groups) / counts
+    return np.stack([np.bincount(inverse, weights=v, minlength=n_groups) for v in values]) / counts

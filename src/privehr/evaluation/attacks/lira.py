@@ -27,14 +27,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from privehr.evaluation.attacks._checks import Checks, as_labels, as_matrix
+from privehr.evaluation.attacks._checks import Checks, as_ids, as_labels, as_matrix
 from privehr.evaluation.attacks._model_io import (
     PredictProba,
     TrainFn,
+    group_mean,
     logit_confidence,
+    patient_groups,
     true_label_probability,
 )
-from privehr.evaluation.attacks.mia import summarise_scores
+from privehr.evaluation.attacks.mia import check_disjoint, summarise_scores
 from privehr.evaluation.attacks.results import MembershipAttackResult
 from privehr.evaluation.attacks.scoring import DEFAULT_FPRS
 
@@ -110,15 +112,22 @@ def train_shadows(
     *,
     n_shadow: int,
     rng: np.random.Generator,
+    groups: tuple[np.ndarray, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Train the shadows; return (φ of every candidate under every shadow, inclusion matrix)."""
-    inclusion = balanced_inclusion(X_pool.shape[0], n_shadow, rng)
+    """Train the shadows; return (φ of every candidate under every shadow, inclusion matrix).
+
+    ``groups = (row -> candidate, n_candidates)`` makes a candidate a patient: all its rows
+    go in or out together and its φ is the mean over its rows.
+    """
+    inverse, n_cand = groups if groups is not None else patient_groups(None, X_pool.shape[0])
+    inclusion = balanced_inclusion(n_cand, n_shadow, rng)
     seeds = rng.integers(0, 2**31 - 1, size=n_shadow)
-    phi = np.empty((n_shadow, X_pool.shape[0]))
+    phi = np.empty((n_shadow, n_cand))
     for s in range(n_shadow):
-        keep = inclusion[s]
+        keep = inclusion[s][inverse]
         shadow = train_fn(X_pool[keep], y_pool[keep], int(seeds[s]))
-        phi[s] = logit_confidence(true_label_probability(shadow, X_pool, y_pool))
+        row_phi = logit_confidence(true_label_probability(shadow, X_pool, y_pool))
+        phi[s] = group_mean(row_phi, inverse, n_cand)
     return phi, inclusion
 
 
@@ -136,11 +145,13 @@ def lira_attack(
     fprs: Sequence[float] = DEFAULT_FPRS,
     n_bootstrap: int = 1000,
     ci_level: float = 0.95,
+    ids_members: np.ndarray | None = None,
+    ids_nonmembers: np.ndarray | None = None,
 ) -> dict[str, MembershipAttackResult]:
     """Run LiRA against ``target``; returns ``{"offline": result, "online": result}``.
 
     The candidate pool is members ∪ non-members; ``target`` must have been trained on the
-    members only (that is what is being tested).
+    members only (that is what is being tested). With patient ids a candidate is a patient.
     """
     checks = Checks("lira_attack")
     Xm, Xn = as_matrix(checks, X_members, "X_members"), as_matrix(checks, X_nonmembers, "X_nonmembers")
@@ -150,19 +161,31 @@ def lira_attack(
                            f"use at least {MIN_SHADOWS} shadows (8 IN + 8 OUT per candidate)"):
         checks.require(n_shadow % 2 == 0, "n_shadow", n_shadow, "be even",
                        "use an even count so each candidate is IN for exactly half")
+    im = as_ids(checks, ids_members, "ids_members", Xm.shape[0] if Xm.ndim == 2 else -1)
+    inn = as_ids(checks, ids_nonmembers, "ids_nonmembers", Xn.shape[0] if Xn.ndim == 2 else -1)
+    check_disjoint(checks, im, inn)
     checks.done()
 
     rng = np.random.default_rng(seed)
     X_pool, y_pool = np.concatenate([Xm, Xn]), np.concatenate([ym, yn])
-    phi_shadow, inclusion = train_shadows(X_pool, y_pool, train_fn, n_shadow=n_shadow, rng=rng)
+    if im is None or inn is None:
+        groups = patient_groups(None, X_pool.shape[0])
+        is_member = np.arange(X_pool.shape[0]) < Xm.shape[0]
+    else:
+        groups = patient_groups(np.concatenate([im, inn]), X_pool.shape[0])
+        is_member = np.zeros(groups[1], dtype=bool)
+        is_member[groups[0][: Xm.shape[0]]] = True
+    phi_shadow, inclusion = train_shadows(X_pool, y_pool, train_fn, n_shadow=n_shadow, rng=rng,
+                                          groups=groups)
     fit = fit_shadow_gaussians(phi_shadow, inclusion, global_variance=global_variance)
-    phi_target = logit_confidence(true_label_probability(target, X_pool, y_pool))
-    n_m = Xm.shape[0]
+    phi_rows = logit_confidence(true_label_probability(target, X_pool, y_pool))
+    phi_target = group_mean(phi_rows, *groups)
     out: dict[str, MembershipAttackResult] = {}
     for name, online in (("offline", False), ("online", True)):
         scores = lira_scores(phi_target, fit, online=online)
         out[name] = summarise_scores(
-            f"lira_{name}", scores[:n_m], scores[n_m:], fprs=fprs, n_bootstrap=n_bootstrap,
+            f"lira_{name}", scores[is_member], scores[~is_member], fprs=fprs,
+            n_bootstrap=n_bootstrap,
             ci_level=ci_level, rng=rng, n_shadow=n_shadow,
         )
     return out

@@ -18,8 +18,14 @@ from typing import Any
 
 import numpy as np
 
-from privehr.evaluation.attacks._checks import Checks, as_labels, as_matrix
-from privehr.evaluation.attacks._model_io import PredictProba, TrainFn, true_label_probability
+from privehr.evaluation.attacks._checks import Checks, as_ids, as_labels, as_matrix
+from privehr.evaluation.attacks._model_io import (
+    PredictProba,
+    TrainFn,
+    group_mean,
+    patient_groups,
+    true_label_probability,
+)
 from privehr.evaluation.attacks.results import (
     ATTACK_RELEASE_KIND,
     SCHEMA_VERSION,
@@ -82,18 +88,40 @@ def threshold_attack(
     n_bootstrap: int = 1000,
     ci_level: float = 0.95,
     seed: int = 0,
+    ids_members: np.ndarray | None = None,
+    ids_nonmembers: np.ndarray | None = None,
 ) -> MembershipAttackResult:
-    """Loss-threshold membership attack on a trained model (no shadow models)."""
+    """Loss-threshold membership attack on a trained model (no shadow models).
+
+    With patient ids, each patient is one candidate scored by the mean over its rows.
+    """
     checks = Checks("threshold_attack")
     Xm, Xn = as_matrix(checks, X_members, "X_members"), as_matrix(checks, X_nonmembers, "X_nonmembers")
     ym = as_labels(checks, y_members, "y_members", Xm.shape[0] if Xm.ndim == 2 else -1)
     yn = as_labels(checks, y_nonmembers, "y_nonmembers", Xn.shape[0] if Xn.ndim == 2 else -1)
+    im = as_ids(checks, ids_members, "ids_members", Xm.shape[0] if Xm.ndim == 2 else -1)
+    inn = as_ids(checks, ids_nonmembers, "ids_nonmembers", Xn.shape[0] if Xn.ndim == 2 else -1)
+    check_disjoint(checks, im, inn)
     _check_common(checks, fprs, n_bootstrap, ci_level)
     checks.done()
-    return summarise_scores(
-        "loss_threshold", loss_scores(predict_proba, Xm, ym), loss_scores(predict_proba, Xn, yn),
-        fprs=fprs, n_bootstrap=n_bootstrap, ci_level=ci_level, rng=np.random.default_rng(seed),
-    )
+    pos = group_mean(loss_scores(predict_proba, Xm, ym), *patient_groups(im, Xm.shape[0]))
+    neg = group_mean(loss_scores(predict_proba, Xn, yn), *patient_groups(inn, Xn.shape[0]))
+    return summarise_scores("loss_threshold", pos, neg, fprs=fprs, n_bootstrap=n_bootstrap,
+                            ci_level=ci_level, rng=np.random.default_rng(seed))
+
+
+def check_disjoint(checks: Checks, ids_members: np.ndarray | None,
+                   ids_nonmembers: np.ndarray | None) -> None:
+    """Members and non-members must be different patients (both given or neither)."""
+    if (ids_members is None) != (ids_nonmembers is None):
+        checks.require(False, "ids_nonmembers" if ids_nonmembers is None else "ids_members",
+                       None, "be given together with the other side's patient ids",
+                       "pass patient ids for both members and non-members, or for neither")
+    elif ids_members is not None and ids_nonmembers is not None:
+        shared = np.intersect1d(ids_members, ids_nonmembers)
+        checks.require(shared.size == 0, "ids_nonmembers", shared[:5].tolist(),
+                       "share no patient with ids_members",
+                       "split by patient (learning.split.patient_split), not by row")
 
 
 def _check_common(checks: Checks, fprs: Sequence[float], n_bootstrap: int, ci_level: float) -> None:
@@ -117,6 +145,8 @@ def run_membership_attacks(
     ci_level: float = 0.95,
     target: PredictProba | None = None,
     global_variance: bool = False,
+    ids_train: np.ndarray | None = None,
+    ids_out: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Study entry point: loss-threshold, LiRA-offline and LiRA-online attacks, as one dict.
 
@@ -126,6 +156,8 @@ def run_membership_attacks(
     Shadows are trained on balanced halves of members ∪ non-members (see ``lira``); choose
     ``len(X_out) ≈ len(X_train)`` so shadow training sets match the target's size.
     ``global_variance`` pools LiRA's σ over candidates (steadier with few shadows).
+    ``ids_train``/``ids_out`` (patient id per row) make each *patient* one candidate: scores
+    are averaged over a patient's rows and LiRA includes or excludes all of them together.
     Cost: ``n_shadow + 1`` trainings.
     """
     from privehr.evaluation.attacks.lira import lira_attack  # lira imports this module
@@ -138,22 +170,27 @@ def run_membership_attacks(
         checks.require(Xm.shape[1] == Xn.shape[1], "X_out", Xn,
                        f"have the same {Xm.shape[1]} feature columns as X_train",
                        "build both from the same feature pipeline")
+    im = as_ids(checks, ids_train, "ids_train", Xm.shape[0] if Xm.ndim == 2 else -1)
+    inn = as_ids(checks, ids_out, "ids_out", Xn.shape[0] if Xn.ndim == 2 else -1)
+    check_disjoint(checks, im, inn)
     _check_common(checks, fprs, n_bootstrap, ci_level)
     checks.done()
 
     seeds = np.random.SeedSequence(seed).generate_state(3)
     model = target if target is not None else train_fn(Xm, ym, int(seeds[0]))
     threshold = threshold_attack(model, Xm, ym, Xn, yn, fprs=fprs, n_bootstrap=n_bootstrap,
-                                 ci_level=ci_level, seed=int(seeds[1]))
+                                 ci_level=ci_level, seed=int(seeds[1]), ids_members=im,
+                                 ids_nonmembers=inn)
     lira = lira_attack(model, Xm, ym, Xn, yn, train_fn, n_shadow=n_shadow, seed=int(seeds[2]),
                        fprs=fprs, n_bootstrap=n_bootstrap, ci_level=ci_level,
-                       global_variance=global_variance)
+                       global_variance=global_variance, ids_members=im, ids_nonmembers=inn)
     return {
         "schema_version": SCHEMA_VERSION,
         "release_kind": ATTACK_RELEASE_KIND,
         "attack": "membership_inference",
-        "n_members": int(Xm.shape[0]),
-        "n_nonmembers": int(Xn.shape[0]),
+        "n_members": threshold.n_members,
+        "n_nonmembers": threshold.n_nonmembers,
+        "unit": "row" if im is None else "patient",
         "loss_threshold": threshold.to_dict(),
         "lira_offline": lira["offline"].to_dict(),
         "lira_online": lira["online"].to_dict(),
