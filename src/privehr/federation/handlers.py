@@ -136,7 +136,7 @@ class SiteHandlers:
         out, is_release = engine(stage, body)
         if is_release:
             _, event, meta = self._pending.pop("secagg_input")
-            return {"stage": stage, "body": out}, Release("model_update", event, meta), {}
+            return {"stage": stage, "body": out}, Release("model_update", event, meta=meta), {}
         return {"stage": stage, "body": out}, Release.free("secagg_protocol"), {}
 
     def _he_train(self, msg):

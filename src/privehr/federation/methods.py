@@ -175,6 +175,8 @@ def run_federated(
         train_cfg = {"standardizer": standardizer, "epochs": cfg.federation.local_epochs, "lr": cfg.federation.lr,
                      "batch_size": cfg.federation.batch_size, "mu": entry.mu, "seed": cfg.study.seed,
                      **protection.train_config(r)}
+        if hasattr(protection, "configure_round"):
+            train_cfg.update(protection.configure_round(coord, r, int(params.shape[0])))
         try:
             delta, included = coord.train_round(r, params.astype(np.float32), train_cfg,
                                                 protection.aggregate, kind=protection.request_kind)
