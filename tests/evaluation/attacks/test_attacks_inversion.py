@@ -61,6 +61,8 @@ def test_fixed_point_round_trip_both_word_sizes():
         assert np.allclose(decode_fixed_point(words, frac_bits=16), v, atol=2**-16)
     with pytest.raises(ValueError, match="uint32 or uint64"):
         decode_fixed_point(np.zeros(3, dtype=np.int32), frac_bits=16)
+    with pytest.raises(ValueError, match="representable"):
+        encode_fixed_point(np.array([0.0, 40000.0]), frac_bits=16, dtype=np.uint32)
 
 
 def test_masked_words_reveal_nothing_but_unmasking_restores_the_record(ehr_like):

@@ -59,6 +59,13 @@ def eps_lower_bound(m: int, r: int, v: int, *, delta: float, beta: float) -> flo
     """Largest ε rejected at level β, found by bisection on the increasing p-value.
 
     Invariant: p(lo) < β ≤ p(hi); returns ``lo``, i.e. errs on the low (safe) side.
+
+    All 80 guesses right among 200 canaries, 95% confidence (pure DP):
+
+    >>> round(eps_lower_bound(200, 80, 80, delta=0.0, beta=0.05), 3)
+    3.266
+    >>> eps_lower_bound(200, 80, 40, delta=0.0, beta=0.05)  # chance level
+    0.0
     """
     if audit_p_value(m, r, v, 0.0, delta) >= beta:
         return 0.0

@@ -54,7 +54,11 @@ def lr_local_update(
 
 
 def reconstruct_from_update(update: np.ndarray) -> np.ndarray:
-    """x̂ = Δw / Δb. A zero bias change leaves only the direction Δw (returned as is)."""
+    """x̂ = Δw / Δb. A zero bias change leaves only the direction Δw (returned as is).
+
+    >>> reconstruct_from_update(np.array([0.2, -0.4, 0.0, 0.1]))  # [Δw, Δb]
+    array([ 2., -4.,  0.])
+    """
     u = np.asarray(update, dtype=float)
     dw, db = u[:-1], u[-1]
     if db == 0.0 or not np.isfinite(db):
@@ -63,9 +67,19 @@ def reconstruct_from_update(update: np.ndarray) -> np.ndarray:
 
 
 def encode_fixed_point(values: np.ndarray, *, frac_bits: int, dtype: type = np.uint32) -> np.ndarray:
-    """Round to multiples of 2^-frac_bits and store as two's-complement words of ``dtype``."""
+    """Round to multiples of 2^-frac_bits and store as two's-complement words of ``dtype``.
+
+    Refuses values outside the representable range instead of wrapping around silently.
+    """
     bits = np.dtype(dtype).itemsize * 8
-    ints = np.round(np.asarray(values, dtype=float) * 2.0**frac_bits).astype(np.int64)
+    limit = 2.0 ** (bits - 1 - frac_bits)
+    values = np.asarray(values, dtype=float)
+    if values.size and not np.max(np.abs(values)) < limit:
+        raise ValueError(
+            f"values reach {np.max(np.abs(values)):.4g}, beyond ±{limit:.4g} representable with "
+            f"{bits}-bit words and frac_bits={frac_bits}; lower frac_bits or clip the update."
+        )
+    ints = np.round(values * 2.0**frac_bits).astype(np.int64)
     return (ints & ((1 << bits) - 1) if bits < 64 else ints).astype(dtype)
 
 
