@@ -22,6 +22,7 @@ from scipy.special import expit
 from privehr.secure.he import (
     CoordinatorAggregator,
     KeyHolder,
+    LinearModel,
     SiteEncryptor,
     score_encrypted,
 )
@@ -86,7 +87,7 @@ def bench_scoring(n: int, d: int, rng: np.random.Generator) -> dict[str, Any]:
     w = rng.normal(0, 0.5, size=d)
     b = -0.4
     t = time.perf_counter()
-    probs, stats = score_encrypted(x, w, b)
+    probs, stats = score_encrypted(x, LinearModel(w, b))
     total = time.perf_counter() - t
     dev = float(np.max(np.abs(probs - expit(x @ w + b))))
     return {

@@ -12,6 +12,7 @@ from privehr.secure.he.errors import (
     QueryBudgetExceededError,
 )
 from privehr.secure.he.inference import (
+    LinearModel,
     QueryBudget,
     ScoringClient,
     ScoringHost,
@@ -36,8 +37,9 @@ def client():
 
 
 def _host(model, client, limit=100_000, **kw):
-    w, b = model
-    host = ScoringHost(w, b, budget=QueryBudget(limit), rng=np.random.default_rng(0), **kw)
+    host = ScoringHost(
+        LinearModel(*model), budget=QueryBudget(limit), rng=np.random.default_rng(0), **kw
+    )
     host.register_site("clinic-7", client.public_context.data, client.public_context.sha256)
     return host
 
@@ -146,17 +148,18 @@ def test_register_refuses_a_context_with_a_secret_key(model, client):
     secret = client._backend.serialize_context(client._ctx, secret_key=True)
     from privehr.secure.he.ceremony import sha256_hex
 
-    w, b = model
-    host = ScoringHost(w, b, budget=QueryBudget(10))
+    host = ScoringHost(LinearModel(*model), budget=QueryBudget(10))
     with pytest.raises(HeError, match="SECRET"):
         host.register_site("clinic-7", secret, sha256_hex(secret))
 
 
-def test_host_settings_are_validated(model):
-    w, b = model
+def test_host_and_model_settings_are_validated(model):
     with pytest.raises(HeParameterError) as info:
-        ScoringHost(np.array([np.nan]), float("inf"), budget=QueryBudget(1), flood_sigma=0.0)
-    assert len(info.value.problems) == 3
+        LinearModel(np.array([np.nan]), float("inf"))
+    assert len(info.value.problems) == 2
+    with pytest.raises(HeParameterError) as info:
+        ScoringHost((1.0, 2.0), budget=QueryBudget(1), flood_sigma=0.0)
+    assert len(info.value.problems) == 2 and "LinearModel" in str(info.value)
     with pytest.raises(HeParameterError, match="limit_per_site"):
         QueryBudget(0)
 
@@ -164,7 +167,7 @@ def test_host_settings_are_validated(model):
 def test_score_encrypted_end_to_end(model):
     w, b = model
     x = _features(64, seed=9)
-    probs, stats = score_encrypted(x, w, b, rng=np.random.default_rng(1))
+    probs, stats = score_encrypted(x, LinearModel(w, b), rng=np.random.default_rng(1))
     assert np.max(np.abs(probs - expit(x @ w + b))) < 1e-3
     assert stats.n_patients == 64 and stats.request_bytes > stats.response_bytes > 0
 
@@ -173,14 +176,15 @@ def test_host_from_a_flat_logreg_vector_weights_then_bias(model, client):
     """Layout of privehr.learning.models.get_flat for Linear(d, 1): d weights, then bias."""
     w, b = model
     flat = np.concatenate([w, [b]]).astype(np.float32)
-    host = ScoringHost.from_flat(flat, D, budget=QueryBudget(100), rng=np.random.default_rng(0))
+    lin = LinearModel.from_flat(flat, D)
+    host = ScoringHost(lin, budget=QueryBudget(100), rng=np.random.default_rng(0))
     host.register_site("clinic-7", client.public_context.data, client.public_context.sha256)
     x = _features(20, seed=5)
     probs = client.decrypt_scores(host.score(client.encrypt_features(x)))
     expected = expit(x @ flat[:D].astype(np.float64) + float(flat[D]))
     assert np.max(np.abs(probs - expected)) < 1e-3
     with pytest.raises(HeParameterError, match="logistic regression"):
-        ScoringHost.from_flat(np.zeros(D + 5), D, budget=QueryBudget(1))
+        LinearModel.from_flat(np.zeros(D + 5), D)
 
 
 def test_scores_frame_keeps_input_order():

@@ -3,7 +3,8 @@
 - :mod:`.ceremony`     key ceremony, public-context export, SHA-256 pinning
 - :mod:`.aggregation`  ``SiteEncryptor`` / ``CoordinatorAggregator``; :mod:`.keyholder` ``KeyHolder``
 - :mod:`.contribution` sealed tokens that let the key holder verify an aggregate's sites
-- :mod:`.inference`    ``ScoringClient`` / ``ScoringHost`` / ``QueryBudget``
+- :mod:`.inference`    ``ScoringClient`` / ``ScoringHost`` / ``QueryBudget``; models in
+  :mod:`.scoring_models` (``LinearModel``, optional quadratic ``PolyMlp``)
 - :mod:`.backend`      the small CKKS interface; :mod:`.tenseal_backend` implements it
 
 What it protects: the coordinator (or model host) holds only public contexts and never sees an
@@ -47,9 +48,11 @@ from privehr.secure.he.payloads import (
     ScoringRequest,
     ScoringResponse,
 )
+from privehr.secure.he.scoring_models import MLP_SCORING_PARAMS, LinearModel, PolyMlp
 
 __all__ = [
     "AGGREGATION_PARAMS",
+    "MLP_SCORING_PARAMS",
     "SCORING_PARAMS",
     "AggregationError",
     "AggregationStats",
@@ -66,6 +69,8 @@ __all__ = [
     "HeError",
     "HeParameterError",
     "KeyHolder",
+    "LinearModel",
+    "PolyMlp",
     "PublicContext",
     "QueryBudget",
     "QueryBudgetExceededError",

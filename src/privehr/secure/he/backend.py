@@ -3,9 +3,9 @@
 Aggregation and encrypted scoring are written against :class:`CkksBackend`, not against
 TenSEAL, so that another library (OpenFHE, Lattigo via bindings) can replace TenSEAL by
 implementing these few methods. The interface is deliberately small: encrypt, add, multiply
-by a *plaintext*, serialise, decrypt. Nothing here multiplies two ciphertexts or rotates, so no
-party ever needs relinearisation or Galois keys (the Galois-key context is ~35 MB; we never
-ship it).
+by a *plaintext*, serialise, decrypt -- plus ``square`` for the optional quadratic-activation
+scoring model. Nothing here rotates, so no party ever needs Galois keys (the Galois-key context
+is ~35 MB; we never ship it), and relinearisation keys travel only for that optional model.
 
 Contexts and ciphertexts are opaque handles (``Any``); only bytes cross party boundaries.
 """
@@ -115,9 +115,12 @@ class CkksBackend(Protocol):
         """A fresh context holding a new secret key (and its public key)."""
         ...
 
-    def serialize_context(self, ctx: Any, *, secret_key: bool) -> bytes:
-        """Bytes of the context; never relin/Galois keys (no party needs them here)."""
+    def serialize_context(self, ctx: Any, *, secret_key: bool, relin_keys: bool = False) -> bytes:
+        """Bytes of the context; relinearisation keys only on request (quadratic models),
+        Galois keys never (nothing here rotates)."""
         ...
+
+    def has_relin_keys(self, ctx: Any) -> bool: ...
 
     def load_context(self, data: bytes) -> Any:
         """A context from bytes. Unchecked: callers go through ``ceremony.load_context``."""
@@ -160,6 +163,14 @@ class CkksBackend(Protocol):
         ...
 
     def add_plain(self, ct: Any, values: np.ndarray) -> Any: ...
+
+    def multiply_scalar(self, ct: Any, value: float) -> Any: ...
+
+    def add_scalar(self, ct: Any, value: float) -> Any: ...
+
+    def square(self, ct: Any) -> Any:
+        """Ciphertext squared and relinearised (needs relinearisation keys)."""
+        ...
 
     def decrypt(self, ctx: Any, ct: Any) -> np.ndarray:
         """Decrypt with ``ctx``'s secret key; raises DecryptionUnavailableError without one."""

@@ -105,11 +105,13 @@ def run_ceremony(
     *,
     backend: CkksBackend | None = None,
     token_public_key: bytes = b"",
+    relin_keys: bool = False,
 ) -> tuple[Any, PublicContext, CeremonyRecord]:
     """Create a key pair at the key holder.
 
     Returns ``(secret_context, public_context, record)``. The secret context never leaves the
-    key holder; the public context and the record go to every other party.
+    key holder; the public context and the record go to every other party. ``relin_keys``
+    ships relinearisation keys (only the quadratic scoring model needs them).
     """
     if not isinstance(holder_id, str) or not holder_id:
         raise HeParameterError(
@@ -117,7 +119,7 @@ def run_ceremony(
         )
     be = backend or default_backend()
     secret_ctx = be.create_context(params)
-    public_bytes = be.serialize_context(secret_ctx, secret_key=False)
+    public_bytes = be.serialize_context(secret_ctx, secret_key=False, relin_keys=relin_keys)
     public = PublicContext(data=public_bytes, sha256=sha256_hex(public_bytes))
     record = CeremonyRecord(
         holder_id=holder_id,

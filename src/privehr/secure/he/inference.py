@@ -1,8 +1,9 @@
 """Encrypted scoring: a site outside the federation scores its patients against a model it never
 sees, and the model host never sees the patients or their scores.
 
-Protocol (logistic regression, logits = X w + b)::
+Protocol (logistic regression, logits = X w + b; :class:`~.scoring_models.PolyMlp` likewise)::
 
+    host = ScoringHost(LinearModel(w, b), budget=QueryBudget(10_000))
     client = ScoringClient("clinic-7")                  # own CKKS key, secret stays here
     host.register_site("clinic-7", client.public_context.data, client.public_context.sha256)
     request = client.encrypt_features(X)                # -> host
@@ -10,9 +11,10 @@ Protocol (logistic regression, logits = X w + b)::
     probabilities = client.decrypt_scores(response)     # sigmoid applied at the site
 
 Packing: *patients in slots*. For each batch of up to N/2 patients the client sends one
-ciphertext per feature j, slot i holding x[i, j]. The host computes
-``sum_j ct_j * (w_j * mask) + b * mask`` with plaintext multiplications only: no rotations, so
-no Galois keys (~35 MB) are ever generated or shipped, and no slot ever holds a partial sum
+ciphertext per feature j, slot i holding x[i, j]. For a linear model the host
+computes ``sum_j ct_j * (w_j * mask) + b * mask`` with plaintext multiplications only: no
+rotations, so no Galois keys (~35 MB) are ever generated or shipped, and no slot ever holds a
+partial sum
 (TenSEAL's ``dot`` leaves partial sums x_j w_j in the other slots, from which the key holder
 reads every weight). ``mask`` is 1 on the declared patients' slots and 0 elsewhere, so padding
 slots cannot be used as free extra queries and do not reveal the bias.
@@ -24,11 +26,17 @@ rounding residue of the encoded weights. Scores stay within 1e-3 of plaintext (t
 
 Query budget: d+1 exact scores determine a linear model, so the host charges every declared
 patient against a per-site :class:`QueryBudget` *before* evaluating and refuses past it.
-Not protected: a malicious client that crafts its own ciphertexts can also use the imaginary
-half of each slot, obtaining up to two linear evaluations per charged patient; set budgets
-with that factor in mind. The flooding noise is drawn from NumPy's PCG64 seeded from OS
-entropy (inject ``rng`` to control it); it is a heuristic circuit-privacy measure, not a
-proof.
+Not protected (stated plainly):
+
+- A client that crafts its own ciphertexts can also use the imaginary half of each slot,
+  obtaining up to two linear evaluations per charged patient; set budgets with that factor.
+- Circuit privacy assumes the client generated its key honestly (SEAL's key generator).
+  A client that crafts a trapdoored public key could undo the re-randomisation and solve for
+  the weights from a single response; maliciously circuit-private HE is out of scope, so
+  register only sites bound by an agreement, and treat the budget as the hard limit only
+  against honest-key clients.
+- The flooding noise is drawn from NumPy's PCG64 seeded from OS entropy (inject ``rng`` to
+  control it); it is a heuristic circuit-privacy measure, not a proof.
 """
 
 from __future__ import annotations
@@ -51,6 +59,9 @@ from privehr.secure.he.errors import (
     QueryBudgetExceededError,
 )
 from privehr.secure.he.payloads import ScoringRequest, ScoringResponse
+from privehr.secure.he.scoring_models import MLP_SCORING_PARAMS, LinearModel, PolyMlp
+
+ScoringModel = LinearModel | PolyMlp
 
 DEFAULT_FLOOD_SIGMA = 2.0**-17
 MAX_FLOOD_SIGMA = 1e-4
@@ -105,13 +116,26 @@ def _check_features(x: Any) -> np.ndarray:
 
 
 class ScoringClient:
-    """The scoring site: owns the key, encrypts features, decrypts its own scores."""
+    """The scoring site: owns the key, encrypts features, decrypts its own scores.
+
+    For a :class:`PolyMlp` host use ``ScoringClient.for_model(site_id, model)`` (N=16384 and
+    relinearisation keys); the defaults fit logistic regression.
+    """
+
+    @classmethod
+    def for_model(
+        cls, site_id: str, model: ScoringModel, *, backend: CkksBackend | None = None
+    ) -> ScoringClient:
+        if model.needs_relin_keys:
+            return cls(site_id, MLP_SCORING_PARAMS, relin_keys=True, backend=backend)
+        return cls(site_id, SCORING_PARAMS, backend=backend)
 
     def __init__(
         self,
         site_id: str,
         params: CkksParams = SCORING_PARAMS,
         *,
+        relin_keys: bool = False,
         backend: CkksBackend | None = None,
     ) -> None:
         if params.multiplicative_levels < 1:
@@ -120,7 +144,7 @@ class ScoringClient:
             )
         self._backend = backend or default_backend()
         self._ctx, self.public_context, self.record = run_ceremony(
-            params, site_id, backend=self._backend
+            params, site_id, backend=self._backend, relin_keys=relin_keys
         )
         self.site_id = site_id
         self.slots = params.slot_count
@@ -181,21 +205,22 @@ class ScoringHost:
 
     def __init__(
         self,
-        weights: np.ndarray,
-        bias: float,
+        model: ScoringModel,
         *,
         budget: QueryBudget,
         flood_sigma: float = DEFAULT_FLOOD_SIGMA,
         rng: np.random.Generator | None = None,
         backend: CkksBackend | None = None,
     ) -> None:
-        w = np.asarray(weights, dtype=np.float64)
         problems = []
-        if w.ndim != 1 or w.size == 0 or not np.all(np.isfinite(w)):
-            problems.append(f"weights have shape {w.shape}; expected a finite 1-D vector")
-        if not isinstance(bias, int | float) or not math.isfinite(bias):
-            problems.append(f"bias={bias!r} must be a finite number")
-        if not isinstance(flood_sigma, int | float) or not 0 < flood_sigma <= MAX_FLOOD_SIGMA:
+        if not isinstance(model, LinearModel | PolyMlp):
+            problems.append(
+                f"model is a {type(model).__name__}; pass a LinearModel or PolyMlp "
+                "(e.g. LinearModel.from_flat(get_flat(model), n_features))"
+            )
+        if isinstance(flood_sigma, bool) or not isinstance(flood_sigma, int | float) or not (
+            0 < flood_sigma <= MAX_FLOOD_SIGMA
+        ):
             problems.append(
                 f"flood_sigma={flood_sigma!r} must be in (0, {MAX_FLOOD_SIGMA}]: > 0 so results "
                 "are re-randomised, small so scores stay within 1e-3; use 2^-17"
@@ -204,45 +229,35 @@ class ScoringHost:
             problems.append("budget must be a QueryBudget (the per-site patient limit)")
         if problems:
             raise HeParameterError(problems)
-        self._w = w
-        self._b = float(bias)
+        self.model = model
         self.budget = budget
         self.flood_sigma = float(flood_sigma)
         self._rng = rng if rng is not None else np.random.default_rng(secrets.randbits(128))
         self._backend = backend or default_backend()
         self._sites: dict[str, _Registered] = {}
 
-    @classmethod
-    def from_flat(
-        cls, flat: np.ndarray, n_features: int, *, budget: QueryBudget, **kwargs: Any
-    ) -> ScoringHost:
-        """Host for a logistic regression given as the flat parameter vector of
-        ``privehr.learning.models.get_flat`` (``Linear(d, 1)``: d weights, then the bias)."""
-        vec = np.asarray(flat, dtype=np.float64).reshape(-1)
-        if vec.size != n_features + 1:
-            raise HeParameterError(
-                [
-                    f"flat vector has {vec.size} values; a logistic regression over {n_features} "
-                    f"features has {n_features + 1} (weights then bias). Encrypted scoring covers "
-                    "logistic regression only"
-                ]
-            )
-        return cls(vec[:n_features], float(vec[n_features]), budget=budget, **kwargs)
-
     @property
     def n_features(self) -> int:
-        return int(self._w.size)
+        return self.model.n_features
 
     def register_site(self, site_id: str, public_context: bytes, pinned_sha256: str) -> None:
         """Pin a scoring site's public context (refused if it carries a secret key)."""
         ctx = load_context(public_context, pinned_sha256, backend=self._backend)
-        if self._backend.multiplicative_levels(ctx) < 1:
-            raise HeParameterError(
-                [
-                    f"site {site_id!r}: context allows no plaintext multiplication; the site must "
-                    "use coeff_mod_bit_sizes like (60, 40, 60)"
-                ]
+        problems = []
+        depth = self.model.depth
+        if self._backend.multiplicative_levels(ctx) < depth:
+            problems.append(
+                f"site {site_id!r}: context allows {self._backend.multiplicative_levels(ctx)} "
+                f"multiplication(s), this model needs {depth}; create the client with "
+                "ScoringClient.for_model(site_id, model)"
             )
+        if self.model.needs_relin_keys and not self._backend.has_relin_keys(ctx):
+            problems.append(
+                f"site {site_id!r}: this model squares ciphertexts and needs relinearisation "
+                "keys; create the client with ScoringClient.for_model(site_id, model)"
+            )
+        if problems:
+            raise HeParameterError(problems)
         self._sites[site_id] = _Registered(
             ctx, pinned_sha256.lower(), self._backend.slot_count(ctx)
         )
@@ -283,11 +298,7 @@ class ScoringHost:
             active = min(site.slots, n - index * site.slots)
             mask = np.zeros(site.slots)
             mask[:active] = 1.0
-            acc = None
-            for j, ct in enumerate(cts):
-                term = self._backend.multiply_plain(ct, self._w[j] * mask)
-                acc = term if acc is None else self._backend.add(acc, term)
-            acc = self._backend.add_plain(acc, self._b * mask)
+            acc = self.model.evaluate(self._backend, cts, mask)
             flood = self._rng.normal(0.0, self.flood_sigma, size=site.slots)
             acc = self._backend.add(acc, self._backend.encrypt(site.ctx, flood))
             chunks.append(self._backend.ciphertext_to_bytes(acc))
@@ -309,8 +320,7 @@ class ScoringStats:
 
 def score_encrypted(
     features: np.ndarray,
-    weights: np.ndarray,
-    bias: float,
+    model: ScoringModel,
     *,
     site_id: str = "scoring-site",
     budget: QueryBudget | None = None,
@@ -322,9 +332,9 @@ def score_encrypted(
     payload dicts pass between them, exactly as over a network."""
     be = backend or default_backend()
     budget = budget if budget is not None else QueryBudget(int(np.asarray(features).shape[0]))
-    host = ScoringHost(weights, bias, budget=budget, rng=rng, backend=be)
+    host = ScoringHost(model, budget=budget, rng=rng, backend=be)
     t0 = time.perf_counter()
-    client = ScoringClient(site_id, backend=be)
+    client = ScoringClient.for_model(site_id, model, backend=be)
     host.register_site(site_id, client.public_context.data, client.public_context.sha256)
     request = client.encrypt_features(features)
     t1 = time.perf_counter()

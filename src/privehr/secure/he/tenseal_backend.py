@@ -39,15 +39,18 @@ class TenSealBackend:
         ctx.global_scale = float(2**params.scale_bits)
         return ctx
 
-    def serialize_context(self, ctx: Any, *, secret_key: bool) -> bytes:
+    def serialize_context(self, ctx: Any, *, secret_key: bool, relin_keys: bool = False) -> bytes:
         return bytes(
             ctx.serialize(
                 save_public_key=True,
                 save_secret_key=secret_key,
                 save_galois_keys=False,
-                save_relin_keys=False,
+                save_relin_keys=relin_keys,
             )
         )
+
+    def has_relin_keys(self, ctx: Any) -> bool:
+        return bool(ctx.has_relin_keys())
 
     def load_context(self, data: bytes) -> Any:
         try:
@@ -119,6 +122,24 @@ class TenSealBackend:
     def add_plain(self, ct: Any, values: np.ndarray) -> Any:
         try:
             return ct + np.asarray(values, dtype=np.float64).tolist()
+        except Exception as exc:
+            raise CiphertextError("ciphertext rejected") from exc
+
+    def multiply_scalar(self, ct: Any, value: float) -> Any:
+        try:
+            return ct * float(value)
+        except Exception as exc:
+            raise CiphertextError("ciphertext rejected") from exc
+
+    def add_scalar(self, ct: Any, value: float) -> Any:
+        try:
+            return ct + float(value)
+        except Exception as exc:
+            raise CiphertextError("ciphertext rejected") from exc
+
+    def square(self, ct: Any) -> Any:
+        try:
+            return ct.square()
         except Exception as exc:
             raise CiphertextError("ciphertext rejected") from exc
 
