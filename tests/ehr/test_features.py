@@ -140,7 +140,7 @@ def test_spec_round_trips_and_is_data():
         load_vocabulary("../secrets")
 
 
-def test_feature_names_identical_across_stores():
+def test_feature_names_identical_across_stores(tmp_path):
     a = build_task_data(synthetic_store(n=30, seed=1, source="a").con,
                         BUILTIN_TASKS["hypertension_onset"], SPEC)
     b = build_task_data(synthetic_store(n=45, seed=2, source="b", end_year=2021).con,
@@ -154,6 +154,14 @@ def test_feature_names_identical_across_stores():
     sub = both.subset(both.y == 1)
     assert (sub.y == 1).all() and len(sub.groups["sex"]) == len(sub)
     assert len(both.subset([0, 1])) == 2
+    both.save(tmp_path / "td.npz")
+    back = TaskData.load(tmp_path / "td.npz")
+    np.testing.assert_array_equal(back.X, both.X)
+    for f in ("y", "patient_id", "index_date"):
+        np.testing.assert_array_equal(getattr(back, f), getattr(both, f))
+    assert back.feature_names == both.feature_names and back.task_hash == both.task_hash
+    assert {k: list(v) for k, v in back.groups.items()} == {
+        k: list(v) for k, v in both.groups.items()}
     other = build_task_data(synthetic_store(n=20, seed=3).con, BUILTIN_TASKS["mortality_5y"],
                             SPEC)
     with pytest.raises(ValueError, match="built for task"):

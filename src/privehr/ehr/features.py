@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -185,6 +186,25 @@ class TaskData:
         return TaskData(self.X[m], self.y[m], self.patient_id[m], self.index_date[m],
                         list(self.feature_names), {k: v[m] for k, v in self.groups.items()},
                         self.task_name, self.task_hash, self.spec_hash)
+
+    def save(self, path: str | Path) -> None:
+        """Write to one ``.npz`` (no pickle: every array is numeric, date or unicode)."""
+        meta = json.dumps({"feature_names": self.feature_names, "task_name": self.task_name,
+                           "task_hash": self.task_hash, "spec_hash": self.spec_hash,
+                           "groups": sorted(self.groups)})
+        arrays = {f"group_{k}": np.asarray(v).astype(str) for k, v in self.groups.items()}
+        np.savez_compressed(path, X=self.X, y=self.y, patient_id=self.patient_id.astype(str),
+                            index_date=self.index_date, meta=np.array(meta), **arrays)
+
+    @classmethod
+    def load(cls, path: str | Path) -> TaskData:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(str(z["meta"]))
+            return cls(X=z["X"], y=z["y"], patient_id=z["patient_id"],
+                       index_date=z["index_date"], feature_names=list(meta["feature_names"]),
+                       groups={k: z[f"group_{k}"] for k in meta["groups"]},
+                       task_name=meta["task_name"], task_hash=meta["task_hash"],
+                       spec_hash=meta["spec_hash"])
 
     def cap_per_patient(self, max_per_patient: int, seed: int) -> TaskData:
         """Keep at most ``max_per_patient`` examples per patient, drawn uniformly (seeded).
