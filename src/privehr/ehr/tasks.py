@@ -308,7 +308,8 @@ def describe_task(task: Task) -> str:
         f"  {task.description}",
         f"  index:    {index_txt}",
         f"  cohort:   {'; '.join(rules)}",
-        f"  features: rows in [index - {task.lookback_days} d, index)",
+        f"  features: rows before index, dated (or active) in [index - {task.lookback_days} d,"
+        " index)",
         f"  outcome:  {outcome_txt} within {task.horizon_days} days from index",
     ])
 
