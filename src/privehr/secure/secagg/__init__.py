@@ -8,7 +8,22 @@ sites that survive the round. Transport-agnostic state machines exchange plain p
     replies = {sid: sites[sid].handle(p["stage"], p) for sid, p in payloads.items()}
     ... = coordinator.advance(replies)                  # repeat until a SecAggResult
 
-``driver.run_round`` does exactly this in memory. See ``site`` for the threat model.
+``driver.run_round`` does exactly this in memory. One ``SecAggSite`` and one coordinator per
+round: keys, seeds and masks are fresh every round, so a key revealed by dropout recovery is
+never reused.
+
+Threat model. The coordinator may lie: advertised keys are signed by each site's identity key
+and checked against the site-local roster (no man in the middle, no invented sites); sites sign
+the survivor set before any share is revealed and check t signatures over the same set; they
+compare model digests and abort on a mismatch; they refuse to reveal both share kinds of one
+site, and refuse a survivor set that is disconnected in the SecAgg+ graph. Reconstructed secrets
+are checked against the advertised key / seed commitment, with redundant shares tried first,
+so a bad share aborts the round instead of producing a wrong sum.
+
+Limits. Any ``t`` share holders of one site, colluding with the coordinator, can unmask that
+site. A round needs ``max(t, 3)`` survivors and ``t`` live holders of every needed secret;
+below that it aborts (complete graph: up to ``n - max(t, 3)`` dropouts in total). The sum of
+the included sites is released by design.
 """
 
 from privehr.secure.secagg.config import SecAggConfig

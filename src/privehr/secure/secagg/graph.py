@@ -4,8 +4,8 @@ Complete graph (Bonawitz SecAgg) when the degree reaches ``N - 1``; otherwise a 
 ``H(k, N)`` (each site linked to the k/2 nearest positions on each side of a ring) over a
 permutation of the site ids drawn from a public seed. Coordinator and sites compute the graph
 independently from the same signed advertisement transcript, so the coordinator cannot pick a
-neighbourhood of its accomplices for a given site. The seed hashes every advertised key, which
-the coordinator learns only after committing to nothing else; grinding it requires dropping
+neighbourhood of its accomplices for a given site. The seed hashes every advertised key (fresh
+random values of the sites), so the coordinator cannot predict it; grinding it requires dropping
 sites, each of which costs the round a participant.
 """
 
