@@ -61,8 +61,23 @@ def test_fixed_point_round_trip_both_word_sizes():
         assert np.allclose(decode_fixed_point(words, frac_bits=16), v, atol=2**-16)
     with pytest.raises(ValueError, match="uint32 or uint64"):
         decode_fixed_point(np.zeros(3, dtype=np.int32), frac_bits=16)
+    with pytest.raises(ValueError, match="exactly one"):
+        decode_fixed_point(np.zeros(3, dtype=np.uint32))
     with pytest.raises(ValueError, match="representable"):
         encode_fixed_point(np.array([0.0, 40000.0]), frac_bits=16, dtype=np.uint32)
+
+
+def test_decode_b_bit_words_in_a_wide_container_with_any_scale():
+    """As SecAgg sends them: b-bit two's complement in uint64 words, scale not a power of 2."""
+    scale, bits = 1000.0, 20
+    values = np.array([-1.234, 0.5, -0.001, 3.0])
+    ints = np.rint(values * scale).astype(np.int64)
+    words = ints.view(np.uint64) & np.uint64((1 << bits) - 1)
+    assert np.allclose(decode_fixed_point(words, scale=scale, bits=bits), values, atol=1e-3)
+    x_hat = reconstruct_from_masked_words(words, scale=scale, bits=bits)
+    assert np.allclose(x_hat, values[:-1] / values[-1], atol=1e-3)
+    with pytest.raises(ValueError, match="bits=40"):
+        decode_fixed_point(words.astype(np.uint32), scale=scale, bits=40)
 
 
 def test_masked_words_reveal_nothing_but_unmasking_restores_the_record(ehr_like):

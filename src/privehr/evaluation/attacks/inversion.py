@@ -83,19 +83,47 @@ def encode_fixed_point(values: np.ndarray, *, frac_bits: int, dtype: type = np.u
     return (ints & ((1 << bits) - 1) if bits < 64 else ints).astype(dtype)
 
 
-def decode_fixed_point(words: np.ndarray, *, frac_bits: int) -> np.ndarray:
-    """Inverse of :func:`encode_fixed_point` (interprets words as signed two's complement)."""
+def decode_fixed_point(
+    words: np.ndarray,
+    *,
+    frac_bits: int | None = None,
+    scale: float | None = None,
+    bits: int | None = None,
+) -> np.ndarray:
+    """Words mod 2^bits -> floats: centred (two's-complement) lift, then divide by the scale.
+
+    Give ``frac_bits`` (scale 2^frac_bits, as :func:`encode_fixed_point`) or any ``scale``
+    (e.g. ``FixedPointCodec.scale`` of ``privehr.secure.quantize``); ``bits`` defaults to the
+    word width, and may be smaller when b-bit words travel in a wider container.
+    """
     words = np.asarray(words)
     if words.dtype not in (np.uint32, np.uint64):
         raise ValueError(f"expected uint32 or uint64 words, got {words.dtype}; "
                          "pass the coordinator's raw masked vector.")
-    signed = words.view(np.int32 if words.dtype == np.uint32 else np.int64)
-    return signed.astype(float) / 2.0**frac_bits
+    if (frac_bits is None) == (scale is None):
+        raise ValueError("pass exactly one of frac_bits or scale (how values were scaled)")
+    factor = 2.0**frac_bits if frac_bits is not None else float(scale)  # type: ignore[arg-type]
+    width = words.dtype.itemsize * 8
+    bits = width if bits is None else int(bits)
+    if not 1 <= bits <= width:
+        raise ValueError(f"bits={bits} must be in 1..{width} for {words.dtype} words")
+    if bits == width:
+        return words.view(np.int32 if width == 32 else np.int64).astype(float) / factor
+    v = (words.astype(np.uint64) & np.uint64((1 << bits) - 1)).astype(np.int64)
+    v[v >= 1 << (bits - 1)] -= 1 << bits
+    return v.astype(float) / factor
 
 
-def reconstruct_from_masked_words(words: np.ndarray, *, frac_bits: int) -> np.ndarray:
+def reconstruct_from_masked_words(
+    words: np.ndarray,
+    *,
+    frac_bits: int | None = None,
+    scale: float | None = None,
+    bits: int | None = None,
+) -> np.ndarray:
     """The same attack on what a coordinator holds under SecAgg: decode, then Δw / Δb."""
-    return reconstruct_from_update(decode_fixed_point(words, frac_bits=frac_bits))
+    decoded = decode_fixed_point(words, frac_bits=frac_bits, scale=scale, bits=bits)
+    return reconstruct_from_update(decoded)
 
 
 def chacha20_mask(n_words: int, dtype: type = np.uint32, key: bytes | None = None) -> np.ndarray:
