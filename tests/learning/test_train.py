@@ -23,6 +23,16 @@ def test_deterministic_for_generator_seed(data_small):
     assert not np.array_equal(get_flat(a), get_flat(c))
 
 
+def test_independent_of_global_torch_rng(data_small):
+    X, y = data_small
+    torch.manual_seed(0)
+    a, _ = _run(X, y, 11)
+    torch.manual_seed(999)
+    torch.rand(10)
+    b, _ = _run(X, y, 11)
+    assert np.array_equal(get_flat(a), get_flat(b))
+
+
 def test_info_and_loss_decreases(data_small):
     X, y = data_small
     m = make_model("logreg", 6, seed=0)
