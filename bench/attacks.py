@@ -117,7 +117,10 @@ def bench_inversion() -> None:
             print(f"{key:13s} B={r['batch_size']:3d}{extra} cos={r['cosine']:+.3f} "
                   f"(chance {r['cosine_chance']:+.3f}) cos_mean={r['cosine_to_mean']:+.3f} "
                   f"relL2={r['relative_l2']:.3g} bin={r['binary_exact_fraction']:.3f} "
-                  f"(prior {r['binary_baseline_fraction']:.3f})")
+                  f"(prior {r['binary_baseline_fraction']:.3f}) "
+                  f"reid={r['reidentification_rate']:.2f} (chance "
+                  f"{r['reidentification_chance']:.3f})"
+                  + (f" rero={r['binary_rero_bound']:.3f}" if key == "dp_aggregate" else ""))
     print(f"(suite {dt:.2f}s)")
 
 

@@ -53,6 +53,16 @@ def test_same_label_batch_reveals_the_batch_average(ehr_like):
     assert m["cosine"] < 0.95  # but no single record
 
 
+def test_best_matching_record_links_a_reconstruction_to_its_patient(ehr_like):
+    from privehr.evaluation.attacks.inversion import best_matching_record
+
+    X, y = ehr_like
+    update = lr_local_update(np.zeros(X.shape[1]), 0.0, X[17:18], y[17:18])
+    idx, cos = best_matching_record(reconstruct_from_update(update), X)
+    assert idx == 17 and cos == pytest.approx(1.0)
+    assert best_matching_record(np.zeros(X.shape[1]), X)[1] == 0.0
+
+
 def test_fixed_point_round_trip_both_word_sizes():
     v = np.array([-3.25, 0.0, 1e-3, 2.5])
     for dtype in (np.uint32, np.uint64):
@@ -116,6 +126,8 @@ def test_suite_shows_exact_leak_masking_aggregation_and_dp(ehr_like):
     dp = {r["noise_multiplier"]: r for r in out["dp_aggregate"]}
     # (a) a single site's single-record update: exact
     assert plain[1]["cosine"] > 0.999 and plain[1]["binary_exact_fraction"] == 1.0
+    assert plain[1]["reidentification_rate"] == 1.0
+    assert plain[1]["reidentification_chance"] == 1 / 400
     # (b) masked words: no better than a random direction
     assert abs(masked[1]["cosine"]) < 0.15
     assert masked[64]["cosine"] < masked[64]["cosine_chance"] + 0.15
@@ -126,6 +138,11 @@ def test_suite_shows_exact_leak_masking_aggregation_and_dp(ehr_like):
             for b in agg}
     assert gain[1] > 0.1 and gain[64] < gain[1] - 0.1
     assert agg[4]["n_sites"] == 4 and agg[1]["n_sites"] == 1
+    assert agg[1]["reidentification_rate"] == 1.0
+    # linkage against the population still finds a patient of a 4-record round
+    assert agg[4]["reidentification_rate"] > 5 * agg[4]["reidentification_chance"]
+    assert masked[1]["reidentification_rate"] < 0.1
+    assert dp[2.0]["reidentification_rate"] < 0.1
     # (d) DP noise: cosine shrinks with σ and tracks the 1/sqrt(1 + σ² d) guide
     assert dp[0.0]["cosine"] > 0.999
     assert dp[0.1]["cosine"] == pytest.approx(dp[0.1]["cosine_ceiling"], abs=0.1)

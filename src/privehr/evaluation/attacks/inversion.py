@@ -143,6 +143,21 @@ def mask_words(words: np.ndarray, mask: np.ndarray) -> np.ndarray:
     return (words + mask).astype(words.dtype)
 
 
+def best_matching_record(x_hat: np.ndarray, candidates: np.ndarray) -> tuple[int, float]:
+    """Linkage: the candidate row with the highest cosine to the reconstruction.
+
+    Models a coordinator holding a list of possible patients (a registry, another dataset):
+    if the best match is a patient of the batch, the update re-identified them.
+    """
+    C = np.asarray(candidates, dtype=float)
+    x = np.nan_to_num(np.asarray(x_hat, dtype=float))
+    denom = np.linalg.norm(C, axis=1) * np.linalg.norm(x)
+    with np.errstate(invalid="ignore", over="ignore"):
+        cos = np.where(denom > 0, (C @ x) / np.where(denom > 0, denom, 1.0), 0.0)
+    best = int(np.argmax(np.nan_to_num(cos)))
+    return best, float(cos[best])
+
+
 def binary_columns(X: np.ndarray) -> np.ndarray:
     """Boolean mask of columns whose values are all 0 or 1."""
     X = np.asarray(X, dtype=float)

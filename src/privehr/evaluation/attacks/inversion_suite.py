@@ -1,6 +1,9 @@
 """The study entry point for update inversion: every setting, several batch sizes, one dict.
 
 What it measures (means over ``n_trials`` random batches of the given records):
+Every setting also reports linkage: how often the record of ``X`` closest to the
+reconstruction belongs to the batch (``reidentification_rate``, chance = batch / len(X)).
+
 - ``plain_update``: one site's update after plain local training, per batch size;
 - ``masked_words``: the same updates as fixed-point words under a fresh ChaCha20 mask,
   decoded by a coordinator that does not hold the mask;
@@ -37,6 +40,7 @@ from privehr.evaluation.attacks._checks import Checks, as_labels, as_matrix
 from privehr.evaluation.attacks.inversion import (
     MaskFn,
     UpdateFn,
+    best_matching_record,
     binary_columns,
     chacha20_mask,
     decode_fixed_point,
@@ -64,14 +68,15 @@ def _mean_result(setting: str, batch: int, d: int, trials: list[dict[str, Any]],
         vals = [t[key] for t in trials if t[key] is not None]
         return float(np.mean(vals)) if vals else None
 
-    means = {k: avg(k) for k in (*_METRICS, "cosine_chance")}
+    means = {k: avg(k) for k in (*_METRICS, "cosine_chance", "reidentified")}
     return InversionResult(
         setting=setting, batch_size=batch, n_features=d, n_trials=len(trials),
         cosine=float(means["cosine"] or 0.0), cosine_to_mean=float(means["cosine_to_mean"] or 0.0),
         relative_l2=float(means["relative_l2"] or 0.0),
         binary_exact_fraction=means["binary_exact_fraction"],
         binary_baseline_fraction=means["binary_baseline_fraction"],
-        cosine_chance=means["cosine_chance"], **extra,
+        cosine_chance=means["cosine_chance"], reidentification_rate=means["reidentified"],
+        **extra,
     )
 
 
@@ -142,6 +147,7 @@ def run_inversion_suite(
         out = score_reconstruction(x_hat, X[idx], binary=binary, population=X)
         chance = score_reconstruction(rng.normal(size=d), X[idx], binary=binary, population=X)
         out["cosine_chance"] = chance["cosine"]
+        out["reidentified"] = float(best_matching_record(x_hat, X)[0] in set(idx.tolist()))
         return out
 
     plain, masked, aggregate = [], [], []
@@ -162,9 +168,13 @@ def run_inversion_suite(
             agg = decode_fixed_point(total, frac_bits=frac_bits)
             a_trials.append(score(reconstruct_from_update(agg), idx))
         sites = min(n_sites, int(batch))
-        plain.append(_mean_result("plain_update", int(batch), d, p_trials))
-        masked.append(_mean_result("masked_words", int(batch), d, m_trials))
-        aggregate.append(_mean_result("aggregate", int(batch), d, a_trials, n_sites=sites))
+        chance = int(batch) / n
+        plain.append(_mean_result("plain_update", int(batch), d, p_trials,
+                                  reidentification_chance=chance))
+        masked.append(_mean_result("masked_words", int(batch), d, m_trials,
+                                   reidentification_chance=chance))
+        aggregate.append(_mean_result("aggregate", int(batch), d, a_trials, n_sites=sites,
+                                      reidentification_chance=chance))
 
     dp = []
     for sigma in noise_multipliers:
@@ -180,7 +190,8 @@ def run_inversion_suite(
             dp.append(_mean_result("dp_aggregate", int(batch), d, trials,
                                    noise_multiplier=float(sigma),
                                    cosine_ceiling=float(1.0 / np.sqrt(1.0 + sigma**2 * d)),
-                                   binary_rero_bound=binary_rero_bound(X, binary, sigma)))
+                                   binary_rero_bound=binary_rero_bound(X, binary, sigma),
+                                   reidentification_chance=int(batch) / n))
 
     return {
         "schema_version": SCHEMA_VERSION,

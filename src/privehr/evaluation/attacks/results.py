@@ -82,6 +82,9 @@ class InversionResult:
     ``binary_rero_bound`` (DP settings only) is the reconstruction-robustness bound that the
     Gaussian mechanism itself implies for recovering one binary feature of a fixed target
     record (see ``inversion_suite``); compare it with ``binary_exact_fraction`` at batch 1.
+    ``reidentification_rate`` is how often the population record closest to the
+    reconstruction (linkage against a list of all candidates) belongs to the batch;
+    ``reidentification_chance`` = batch size / population size is a blind guess.
     """
 
     setting: str
@@ -98,6 +101,8 @@ class InversionResult:
     cosine_ceiling: float | None = None
     cosine_chance: float | None = None
     binary_rero_bound: float | None = None
+    reidentification_rate: float | None = None
+    reidentification_chance: float | None = None
     release_kind: str = ATTACK_RELEASE_KIND
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,7 +111,7 @@ class InversionResult:
         out["attack"] = "update_inversion"
         for key in ("cosine", "cosine_to_mean", "relative_l2", "binary_exact_fraction",
                     "binary_baseline_fraction", "cosine_ceiling", "cosine_chance",
-                    "binary_rero_bound"):
+                    "binary_rero_bound", "reidentification_rate", "reidentification_chance"):
             out[key] = _json_float(out[key])
         return out
 
