@@ -347,3 +347,24 @@ def test_isolating_a_site_by_declaring_its_neighbours_dropped_is_refused(make_ro
         p[c.KEY_SURVIVORS] = fake_u3
     answers = _answers(rnd, c.STAGE_CONSISTENCY, {s: requests[s] for s in fake_u3})
     assert all(isinstance(a, SecAggAborted) and "disconnected" in str(a) for a in answers.values())
+
+
+def test_coordinator_with_roster_keys_drops_a_forged_advertisement(make_round):
+    from privehr.secure.secagg import SecAggCoordinator
+
+    rnd = make_round(5, 3, dim=16)
+    coord = SecAggCoordinator(rnd.config, rnd.ids, roster_keys=rnd.roster)
+    inputs = rnd.random_inputs()
+    forger = rnd.ids[3]
+
+    def hook(stage, responses):
+        if stage == c.STAGE_ADVERTISE:
+            r = dict(responses[forger])
+            r[c.KEY_S_PK] = X25519PrivateKey.generate().public_key().public_bytes_raw()
+            responses = dict(responses, **{forger: r})
+        return responses
+
+    result = run_round(coord, rnd.sites, inputs, tamper_responses=hook)
+    assert forger not in result.included
+    assert result.stats["malformed"] == {c.STAGE_ADVERTISE: [forger]}
+    np.testing.assert_array_equal(result.sum, rnd.expected(inputs, set(rnd.ids) - {forger}))

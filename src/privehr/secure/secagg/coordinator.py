@@ -27,12 +27,14 @@ from privehr.secure.secagg.keys import (
     commit_seed,
     pair_mask_seed,
     self_mask_seed,
+    verify_signature,
     x25519_from_raw,
     x25519_public_of,
 )
 from privehr.secure.secagg.messages import (
     SIGNATURE_BYTES,
     Payload,
+    advert_statement,
     check_advert,
     require_bytes,
     require_bytes_map,
@@ -57,9 +59,18 @@ class SecAggResult:
 class SecAggCoordinator:
     """``begin()`` then ``advance(responses)`` once per stage until a ``SecAggResult``."""
 
-    def __init__(self, config: SecAggConfig, roster_ids: Iterable[str]) -> None:
+    def __init__(
+        self,
+        config: SecAggConfig,
+        roster_ids: Iterable[str],
+        roster_keys: Mapping[str, bytes] | None = None,
+    ) -> None:
+        """``roster_keys`` (optional, public identity keys) lets the coordinator drop a forged
+        advertisement as a dropout instead of relaying it and making every honest site abort.
+        Sites never rely on this check: they verify every advertisement themselves."""
         self.config = config
         self.roster = frozenset(roster_ids)
+        self._roster_keys = dict(roster_keys) if roster_keys is not None else None
         if len(self.roster) != config.n_sites:
             raise ValueError(
                 f"roster_ids: {len(self.roster)} distinct ids but config.n_sites="
@@ -112,7 +123,7 @@ class SecAggCoordinator:
 
     # -- stages -------------------------------------------------------------------------------
     def _after_advertise(self, replies: dict[str, Mapping[str, Any]]) -> dict[str, Payload]:
-        adverts = self._valid(c.STAGE_ADVERTISE, replies, lambda _s, r: check_advert("", r))
+        adverts = self._valid(c.STAGE_ADVERTISE, replies, self._check_advert)
         self._enough(c.STAGE_ADVERTISE, adverts)
         self._adverts = adverts
         transcript = transcript_hash(self._cfg, adverts)
@@ -276,6 +287,19 @@ class SecAggCoordinator:
             raise SecAggAborted(
                 stage, f"fewer than t={t} share holders remain for {short}; cannot unmask"
             )
+
+    def _check_advert(self, sid: str, reply: Mapping[str, Any]) -> dict[str, bytes]:
+        advert = check_advert("", reply)
+        if self._roster_keys is not None:
+            try:
+                verify_signature(
+                    self._roster_keys[sid],
+                    advert[c.KEY_SIGNATURE],
+                    advert_statement(self._cfg, sid, advert),
+                )
+            except (KeyError, CryptoCheckFailed) as exc:
+                raise SecAggAborted("", "advertisement does not verify") from exc
+        return advert
 
     def _pk_ok(self, sk: bytes, owner: str) -> bool:
         return x25519_public_of(sk) == self._adverts[owner][c.KEY_S_PK]
