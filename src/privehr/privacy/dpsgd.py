@@ -167,12 +167,16 @@ class _OpacusGrads:
         self.gsm = GradSampleModule(model, batch_first=True, loss_reduction="sum")
         self.params = [p for p in model.parameters() if p.requires_grad]
 
-    def __call__(self, Xb, mb, yb) -> torch.Tensor:
+    def per_param(self, Xb, mb, yb) -> list[torch.Tensor]:
+        """Per-patient gradients, one ``[B, numel]`` view per parameter."""
         self.gsm.zero_grad(set_to_none=True)
         with warnings.catch_warnings():  # inputs never require grad here; the hook is fine
             warnings.filterwarnings("ignore", message="Full backward hook is firing")
             masked_loss(_logits(self.gsm, Xb), yb, mb).backward()
-        return torch.cat([p.grad_sample.reshape(Xb.shape[0], -1) for p in self.params], dim=1)
+        return [p.grad_sample.detach().reshape(Xb.shape[0], -1) for p in self.params]
+
+    def __call__(self, Xb, mb, yb) -> torch.Tensor:
+        return torch.cat(self.per_param(Xb, mb, yb), dim=1)
 
     def close(self) -> None:
         self.gsm.zero_grad(set_to_none=True)
@@ -288,33 +292,36 @@ def _make_grad_fn(model, Xp, mask, y, method, clip_norm):
     n_params = sum(p.numel() for p in model.parameters() if p.requires_grad)
 
     def finish(norms: torch.Tensor) -> tuple[torch.Tensor, int]:
-        factor = torch.clamp(clip_norm / (norms + 1e-12), max=1.0)
+        """Clip factors min(1, C / norm) and how many patients were clipped."""
+        factor = torch.clamp(norms, min=clip_norm).reciprocal_().mul_(clip_norm)
         return factor, int((norms > clip_norm).sum())
 
     if method == "logreg":
         w, b = _linear_params(model)  # type: ignore[misc]
-        R, D = Xp.shape[1], Xp.shape[2]
-        use_gram = R <= D + 1
-        gram = None
-        if use_gram:  # computed once: ||g_p||^2 = r^T K r with K = X_p X_p^T + 1 1^T (masked)
-            m = mask.unsqueeze(-1)
-            gram = (Xp @ Xp.transpose(1, 2) + 1.0) * (m @ m.transpose(1, 2))
+        P, R, D = Xp.shape
+        flat_X = Xp.reshape(P, R * D)
+        # One row per patient: ||g_p|| = |r_p| * ||[x_p, 1]||, row norms computed once here.
+        row_norm = (Xp[:, 0].square().sum(1) + 1.0).sqrt() if R == 1 else None
 
         def logreg(idx):
             if idx.numel() == 0:
                 return torch.zeros(n_params, dtype=torch.float64), 0
-            Xb, mb, yb = Xp[idx], mask[idx], y[idx]
+            Xb, mb, yb = flat_X[idx].view(-1, R, D), mask[idx], y[idx]
             with torch.no_grad():
-                r = (torch.sigmoid(Xb @ w[0] + b[0]) - yb) * mb
-                if use_gram:
-                    sq = torch.einsum("pr,prs,ps->p", r, gram[idx], r)
-                    norms = sq.clamp_min(0).sqrt()
-                else:
-                    gw = torch.einsum("pr,prd->pd", r, Xb)
-                    norms = (gw.square().sum(1) + r.sum(1).square()).sqrt()
-                factor, n = finish(norms)
-                rc = r * factor[:, None]
-                summed = torch.cat([torch.einsum("pr,prd->d", rc, Xb), rc.sum().reshape(1)])
+                r = (torch.sigmoid(Xb @ w[0] + b[0]) - yb) * mb  # residuals [B, R]
+                rs = r.sum(1)
+                if row_norm is not None:
+                    norms = rs.abs() * row_norm[idx]
+                    factor, n = finish(norms)
+                    rc = rs * factor
+                    summed_w = rc @ Xb[:, 0]
+                else:  # patient gradient = sum of its rows' residual-weighted features
+                    gw = (r.unsqueeze(-1) * Xb).sum(1)  # [B, D]
+                    norms = (gw.square().sum(1) + rs.square()).sqrt()
+                    factor, n = finish(norms)
+                    rc = rs * factor
+                    summed_w = factor @ gw
+                summed = torch.cat([summed_w, rc.sum().reshape(1)])
             return summed.double(), n
 
         return logreg
@@ -324,9 +331,10 @@ def _make_grad_fn(model, Xp, mask, y, method, clip_norm):
     def opacus(idx):
         if idx.numel() == 0:
             return torch.zeros(n_params, dtype=torch.float64), 0
-        G = grads(Xp[idx], mask[idx], y[idx]).detach()
-        factor, n = finish(G.norm(dim=1))
-        return (G * factor[:, None]).sum(0).double(), n
+        per_param = grads.per_param(Xp[idx], mask[idx], y[idx])  # [B, numel] each, no copy
+        norms = torch.stack([g.square().sum(1) for g in per_param]).sum(0).sqrt()
+        factor, n = finish(norms)
+        return torch.cat([factor @ g for g in per_param]).double(), n
 
     opacus.close = grads.close  # type: ignore[attr-defined]
     return opacus
