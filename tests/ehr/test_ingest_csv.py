@@ -299,3 +299,17 @@ def test_observations_without_category_and_header_variants(tiny_export, tmp_path
     ingest(src, store, secret=SECRET)
     assert q(store, "SELECT category, value_num FROM observations") == [(None, 170.2)]
     assert q(store, "SELECT system, code FROM conditions") == [("SNOMED-CT", "44054006")]
+
+
+def test_identifying_observation_values_are_dropped(tiny_export, tmp_path):
+    # Synthea's PRAPARE survey stores the street address as an observation value.
+    src = tiny_export(observations=[
+        "2020-01-01T10:00:00Z,p1,e1,survey,56799-0,Address,12 Main Street,,text",
+        "2020-01-01T10:00:00Z,p1,e1,survey,99999-9,Home phone number,555-123-4567,,text",
+        "2020-01-01T10:00:00Z,p1,e1,survey,71802-3,Housing status,Patient is homeless,,text",
+    ])
+    store = tmp_path / "s.duckdb"
+    s = ingest(src, store, secret=SECRET)
+    rows = sorted(q(store, "SELECT code, value_num, value_text FROM observations"))
+    assert rows == [("56799-0", None, None), ("71802-3", None, "Patient is homeless"), ("99999-9", None, None)]
+    assert any("2 identifying value(s) dropped" in n for n in s.notes)

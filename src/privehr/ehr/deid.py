@@ -103,6 +103,21 @@ class Pseudonymizer:
         return out
 
 
+# Observations whose *value* identifies the patient (Synthea's PRAPARE survey writes the
+# street address as LOINC 56799-0). The row is kept (the question was answered), the value
+# is dropped. The description pattern catches variants we have not seen yet.
+IDENTIFYING_OBSERVATION_CODES = ("56799-0", "45401-7", "54125-0")  # address, postal code, name
+IDENTIFYING_OBSERVATION_PATTERN = r"(?i)\b(address|postal code|zip code|phone|telephone|e-?mail)\b"
+
+
+def identifying_observation_sql(code: str, description: str) -> str:
+    codes = ", ".join(f"'{c}'" for c in IDENTIFYING_OBSERVATION_CODES)
+    return (
+        f"(trim({code}) IN ({codes}) OR "
+        f"coalesce(regexp_matches({description}, '{IDENTIFYING_OBSERVATION_PATTERN}'), false))"
+    )
+
+
 def bundle_label(file_name: str) -> str:
     """How a FHIR bundle is named anywhere we write: its file name carries patient names."""
     return "bundle-" + hashlib.sha256(file_name.encode("utf-8")).hexdigest()[:12]

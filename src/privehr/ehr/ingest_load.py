@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from privehr.ehr.deid import Pseudonymizer, state_sql, zip3_sql
+from privehr.ehr.deid import (
+    Pseudonymizer,
+    identifying_observation_sql,
+    state_sql,
+    zip3_sql,
+)
 
 # Canonical staged columns per table (Synthea CSV names; the newest layout wins).
 CANON: dict[str, tuple[str, ...]] = {
@@ -186,7 +191,8 @@ _INSERT: dict[str, str] = {
     "conditions": f"""_pid, _eid, {_date('START')}, {_date('STOP')}, {_system('SYSTEM')},
         trim(CODE), {_text('DESCRIPTION')}""",
     "observations": f"""_pid, _eid, {_ts('DATE')}, {_text('CATEGORY')}, trim(CODE),
-        {_text('DESCRIPTION')}, _num, CASE WHEN _num IS NULL THEN {_text('VALUE')} END,
+        {_text('DESCRIPTION')}, _num,
+        CASE WHEN _num IS NULL AND NOT _ident THEN {_text('VALUE')} END,
         {_text('UNITS')}""",
     "medications": f"""_pid, _eid, {_ts('START')}, {_ts('STOP')}, trim(CODE),
         {_text('DESCRIPTION')}""",
@@ -287,10 +293,24 @@ def load(
             if table == "observations":
                 # A value that parses as a number is stored as one whatever TYPE says
                 # (CSV marks some numeric survey answers 'text'; FHIR gives a Quantity).
-                extra += ", try_cast(VALUE AS DOUBLE) AS _num"
+                ident = identifying_observation_sql("CODE", "DESCRIPTION")
+                extra += (
+                    f", {ident} AS _ident"
+                    f", CASE WHEN NOT {ident} THEN try_cast(VALUE AS DOUBLE) END AS _num"
+                )
             joins = "LEFT JOIN pmap p ON p.raw = s.PATIENT LEFT JOIN emap e ON e.raw = s.ENCOUNTER"
             _check(con, table, extra, joins, None)
             con.execute(f"INSERT INTO {table} SELECT {_INSERT[table]} FROM chk_{table} WHERE _reason IS NULL")  # noqa: S608 (identifiers from allowlists, values bound)
+            if table == "observations":
+                n_ident = con.execute(
+                    "SELECT count(*) FROM chk_observations WHERE _reason IS NULL AND _ident "
+                    "AND nullif(trim(VALUE), '') IS NOT NULL"
+                ).fetchall()[0][0]
+                if n_ident:
+                    staged.notes.append(
+                        f"observations: {n_ident} identifying value(s) dropped (e.g. LOINC "
+                        "56799-0 Address); the rows are kept without a value"
+                    )  # noqa: S608 (identifiers from allowlists, values bound)
         if table == "patients":
             continue  # written after encounters, once primary organizations are known
         counts[table] = _count(con, table, staged)
