@@ -222,3 +222,41 @@ def test_larger_sparse_round_with_dropouts_at_every_stage(make_round):
     included = set(rnd.ids) - {rnd.ids[i] for i in (0, 10, 20, 30)}
     assert result.included == frozenset(included)
     np.testing.assert_array_equal(result.sum, rnd.expected(inputs, included))
+
+
+def _wire_types_only(value, path="payload"):
+    """The lead's wire codec carries exactly these types (no pickle)."""
+    if value is None or isinstance(value, bool | int | float | str | bytes):
+        return
+    if isinstance(value, np.ndarray):
+        assert value.dtype.kind in "uif", f"{path}: dtype {value.dtype}"
+        return
+    if isinstance(value, list):
+        for i, v in enumerate(value):
+            _wire_types_only(v, f"{path}[{i}]")
+        return
+    assert type(value) is dict, f"{path}: {type(value).__name__}"
+    for k, v in value.items():
+        assert isinstance(k, str), f"{path}: key {k!r}"
+        _wire_types_only(v, f"{path}.{k}")
+
+
+def test_every_payload_uses_wire_codec_types_only(make_round):
+    rnd = make_round(6, 4, degree=None, dim=32)
+    seen = []
+
+    def spy(stage, messages):
+        seen.append(stage)
+        for sid, payload in messages.items():
+            _wire_types_only(payload, f"{stage}/{sid}")
+        return messages
+
+    run_round(
+        rnd.coordinator,
+        rnd.sites,
+        rnd.random_inputs(),
+        tamper_requests=spy,
+        tamper_responses=spy,
+        drop={c.STAGE_MASKED: {rnd.ids[0]}},
+    )
+    assert set(seen) == set(STAGES)
