@@ -18,7 +18,7 @@ from privehr.secure.secagg.keys import (
     pair_mask_seed,
     seal_share,
 )
-from privehr.secure.secagg.prg import expand_mask
+from privehr.secure.secagg.prg import MaskExpander, expand_mask
 from privehr.secure.secagg.shamir import SHARE_BYTES, combine, decode_share, split
 
 
@@ -176,3 +176,13 @@ def test_connectivity_of_survivor_subgraphs():
     cut = set(ids) - g[first]  # remove both ring neighbours of `first`: it is isolated
     assert not is_connected(g, cut)
     assert not is_connected(g, [])
+
+
+def test_reusable_expander_matches_one_shot_expansion():
+    seeds = [secrets.token_bytes(32) for _ in range(3)]
+    for dtype in ("uint32", "uint64"):
+        prg = MaskExpander(257, dtype)
+        for seed in seeds:
+            np.testing.assert_array_equal(prg.expand(seed), expand_mask(seed, 257, dtype))
+    with pytest.raises(ValueError):
+        MaskExpander(4, "int32")

@@ -40,7 +40,7 @@ from privehr.secure.secagg.messages import (
     require_bytes_map,
     transcript_hash,
 )
-from privehr.secure.secagg.prg import expand_mask
+from privehr.secure.secagg.prg import MaskExpander
 from privehr.secure.secagg.shamir import SHARE_BYTES, combine
 
 MAX_SUBSETS = 256  # redundant-share subsets tried before declaring a secret unrecoverable
@@ -223,13 +223,14 @@ class SecAggCoordinator:
         total = np.zeros(cfg.dim, dtype=cfg.word_dtype)
         for arr in self._masked.values():
             total += arr.astype(cfg.word_dtype, copy=False)
+        prg = MaskExpander(cfg.dim, cfg.word_dtype)
         for owner, b in seeds.items():
-            total -= expand_mask(self_mask_seed(b, self._cfg, owner), cfg.dim, cfg.word_dtype)
+            total -= prg.expand(self_mask_seed(b, self._cfg, owner))
         for owner, sk_raw in sks.items():
             sk = x25519_from_raw(sk_raw)  # parse once, not once per peer
             for peer in sorted(self._graph[owner] & self._u3):
                 seed = pair_mask_seed(sk, self._adverts[peer][c.KEY_S_PK], self._cfg, owner, peer)
-                mask = expand_mask(seed, cfg.dim, cfg.word_dtype)
+                mask = prg.expand(seed)
                 if peer < owner:  # the survivor added +mask
                     total -= mask
                 else:

@@ -46,7 +46,7 @@ from privehr.secure.secagg.messages import (
     require_ids,
     transcript_hash,
 )
-from privehr.secure.secagg.prg import expand_mask
+from privehr.secure.secagg.prg import MaskExpander
 from privehr.secure.secagg.shamir import SHARE_BYTES, RandomSource, decode_share, split
 
 _DONE = "done"
@@ -248,11 +248,10 @@ class SecAggSite:
         self._u2 = u2
         cfg = self.config
         masked = self._input
-        masked += expand_mask(
-            self_mask_seed(self._b, self._cfg, self.site_id), cfg.dim, cfg.word_dtype
-        )
+        prg = MaskExpander(cfg.dim, cfg.word_dtype)
+        masked += prg.expand(self_mask_seed(self._b, self._cfg, self.site_id))
         for peer in sorted(expected):
-            mask = expand_mask(self._pair_seeds[peer], cfg.dim, cfg.word_dtype)
+            mask = prg.expand(self._pair_seeds[peer])
             if self.site_id < peer:
                 masked += mask
             else:
