@@ -4,10 +4,16 @@
   :func:`run_membership_attacks` (threshold + LiRA offline/online).
 - ``lira``: LiRA with balanced shadow models (Carlini et al. 2022).
 - ``inversion``: reconstructing patient records from logistic-regression updates, as seen by
-  the coordinator in the clear, under SecAgg masks, as an aggregate, and under DP noise.
+  the coordinator in the clear, under SecAgg masks, as an aggregate, and under DP noise;
+  ``inversion_suite.run_inversion_suite`` runs all settings for a study.
 - ``audit``: one-run canary audit (Steinke, Nasr, Jagielski 2023) giving an empirical ε lower
   bound that must never exceed the ledger's ε.
-- ``results``: frozen, JSON-able result records; every result is an ``"attack"`` release.
+- ``results``: frozen, JSON-able result records; every result is an ``"attack"`` release
+  (non-private, ε = ∞ in the site's ledger; ``release_metadata`` gives the entry).
+- ``scoring``: AUROC (shared ``evaluation.metrics``), bootstrap CI, TPR at resolvable FPRs.
+
+Privacy unit: the patient. Membership attacks take optional patient ids so that a patient
+with several rows is one candidate.
 
 Models enter only as injected callables (see ``_model_io``), so nothing here depends on how
 ``privehr.learning`` trains.
