@@ -202,3 +202,18 @@ def test_plan_distributed_dp_is_consistent_with_its_parts():
         plan_distributed_dp(
             clip=1.0, gamma=1.0, dim=4, noise_multiplier=0.5, min_survivors=9, n_sites=10
         )
+
+
+@pytest.mark.parametrize("bits", [12, 32, 53, 62, 64])
+def test_fixed_point_roundtrip_within_bound_for_any_width(bits):
+    rng = np.random.default_rng(bits)
+    n = 7
+    codec = FixedPointCodec(clip_bound=3.0, max_weight=50.0, n_summands=n, bits=bits)
+    xs = [np.clip(rng.normal(size=400), -3, 3) for _ in range(n)]
+    ws = rng.uniform(0, 50.0, n)
+    words = [codec.encode(x, float(w)) for x, w in zip(xs, ws, strict=True)]
+    total = np.zeros(400, dtype=np.uint64)
+    for w in words:
+        total += w  # uint64 wraps mod 2^64, which is exact mod 2^b
+    want = sum(float(w) * x for x, w in zip(xs, ws, strict=True))
+    assert np.max(np.abs(codec.decode(total) - want)) <= codec.error_bound

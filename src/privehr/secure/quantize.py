@@ -231,14 +231,20 @@ class FixedPointCodec:
             )
 
     @property
+    def _per_site(self) -> float:
+        # Capped at 2^52 so that float64 still resolves single lattice steps for wide words.
+        return min(((1 << (self.bits - 1)) - 1) / self.n_summands - 1.0, 2.0**52)
+
+    @property
     def scale(self) -> float:
-        per_site = ((1 << (self.bits - 1)) - 1) / self.n_summands - 1.0
-        return per_site / (self.clip_bound * self.max_weight)
+        return self._per_site / (self.clip_bound * self.max_weight)
 
     @property
     def error_bound(self) -> float:
-        """Max absolute error per coordinate of the decoded sum (rounding, all summands)."""
-        return self.n_summands * 0.5 / self.scale
+        """Max absolute error per coordinate of the decoded sum: per summand, half a lattice
+        step of rounding, plus float64 error (<= 2^-52 relative) in ``weight * x * scale`` on
+        encode and in the int-to-float conversion and division on decode."""
+        return self.n_summands * (0.5 + 2 * self._per_site * 2.0**-52) / self.scale
 
     def encode(self, x: np.ndarray, weight: float = 1.0, *, site: str = "?") -> np.ndarray:
         x = np.asarray(x, dtype=np.float64)
