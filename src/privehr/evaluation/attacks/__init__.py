@@ -21,7 +21,12 @@ Models enter only as injected callables (see ``_model_io``), so nothing here dep
 
 from privehr.evaluation.attacks._checks import AttackInputError
 from privehr.evaluation.attacks._model_io import estimator_train_fn
-from privehr.evaluation.attacks.audit import coordinate_canaries, one_run_audit, pad_for_canaries
+from privehr.evaluation.attacks.audit import (
+    coordinate_canaries,
+    input_canary_scorer,
+    one_run_audit,
+    pad_for_canaries,
+)
 from privehr.evaluation.attacks.inversion_suite import run_inversion_suite
 from privehr.evaluation.attacks.lira import lira_attack
 from privehr.evaluation.attacks.mia import run_membership_attacks, threshold_attack
@@ -43,6 +48,7 @@ __all__ = [
     "attack_release_kind",
     "coordinate_canaries",
     "estimator_train_fn",
+    "input_canary_scorer",
     "lira_attack",
     "one_run_audit",
     "pad_for_canaries",
