@@ -142,3 +142,14 @@ def test_contexts_below_128_bit_security_are_refused(ceremony):
         check_security(_WeakRingBackend(8192, 219), None)
     with pytest.raises(HeParameterError, match="N=2048"):
         check_security(_WeakRingBackend(2048, 54), None)
+
+
+def test_key_holder_save_is_private_and_reloads(ceremony, tmp_path):
+    import stat
+
+    holder, _, sha = ceremony
+    path = tmp_path / "keyholder.secret"
+    holder.save(path)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    again = KeyHolder.load(path, holder.record, min_sites=3)
+    assert again.public.sha256 == sha and again.min_sites == 3

@@ -13,8 +13,13 @@ Trust model, stated plainly:
   corrupted or substituted context without complaint and will encrypt under it.
 
 What the ceremony does *not* protect: a key holder that is malicious or compromised can
-decrypt every ciphertext it obtains, including an individual site's update if the
-coordinator hands it one. Where that is unacceptable, use secure aggregation (SecAgg).
+decrypt every ciphertext it obtains, including an individual site's update if it colludes
+with the coordinator (an honest key holder refuses single updates passed off as aggregates:
+see :mod:`privehr.secure.he.contribution`). Where that is unacceptable, use SecAgg.
+
+For aggregation the record also carries the key holder's X25519 *token key* (sites seal their
+contribution tokens to it); pin the whole record, e.g. by comparing ``record.sha256()`` out of
+band: a coordinator that substituted the token key could forge contribution proofs.
 """
 
 from __future__ import annotations

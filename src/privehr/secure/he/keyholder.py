@@ -26,7 +26,9 @@ pre-weighted value stays within 2^20 (enforced at the site). Measured fresh erro
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -160,6 +162,26 @@ class KeyHolder:
             raise HeParameterError(["token key does not match the pinned ceremony record"])
         public = PublicContext(public_bytes, sha256_hex(public_bytes))
         return cls(ctx, token_key, public, record, backend=be, **settings)
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write :meth:`to_secret_bytes` to ``path`` with mode 0600 (atomic replace).
+        ``decrypted_rounds_`` is state, not secret: persist it with the site's other state."""
+        target = Path(path)
+        tmp = target.with_name(target.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, self.to_secret_bytes())
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)
+
+    @classmethod
+    def load(
+        cls, path: str | os.PathLike[str], record: CeremonyRecord, **settings: Any
+    ) -> KeyHolder:
+        """Read a key holder written by :meth:`save` (checked against the pinned record)."""
+        return cls.from_secret_bytes(Path(path).read_bytes(), record, **settings)
 
     def decrypt_aggregate(self, aggregate: EncryptedAggregate, *, mean: bool = True) -> np.ndarray:
         """Verify, decrypt, round the sum to the 2^-rounding_bits grid, divide by the weight.
