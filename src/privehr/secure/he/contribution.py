@@ -16,8 +16,9 @@ back. The ciphertext alone cannot show what was summed, so each site adds a secr
    decrypted before. Any attempt burns the round.
 
 The coordinator cannot learn the tokens, so it cannot drop, double or scale a contribution
-without the check failing (a token is one of 2^31 values on a 2^-20 grid in [-2^10, 2^10); a
-guess passes the 2^-24-scale tolerance with probability ~2^-31 per slot, 2^-124 for four).
+without the check failing: a token is one of 2^31 values on a 2^-20 grid in [-2^10, 2^10), and
+the check accepts a window of width 2 * K * 2^-24 around the true sum, so a blind guess passes
+with probability about K * 2^-34 per slot (2^-30.7 at K = 10; four slots: ~2^-123).
 It can still choose *which* roster sites it sums (at least ``min_sites``) and it can always
 abort a round. Without a roster the coordinator can fabricate sites of its own, and the check
 then only defends against an honest-but-curious coordinator.
