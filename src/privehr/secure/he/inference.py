@@ -201,7 +201,8 @@ class _Registered:
 
 
 class ScoringHost:
-    """The model host: evaluates a logistic regression on a registered site's ciphertexts."""
+    """The model host: evaluates its model (LinearModel or PolyMlp) on a registered site's
+    ciphertexts. One site id = one budget: identities must come from an agreement (Sybil)."""
 
     def __init__(
         self,
