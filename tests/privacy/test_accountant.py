@@ -100,3 +100,18 @@ def test_distributed_discrete_gaussian_refused_below_sigma_three():
     assert err.value.path == "events[1]"
     assert kls_tau(1.0, 3) * 100_000 > 1  # why: not negligible at sigma = 1
     assert kls_tau(3.0, 100) * 1e9 < 1e-20
+
+
+def test_cached_fast_path_equals_plain_pld_accountant_on_growing_ledger():
+    acc = Accountant()
+    events = [de.GaussianDpEvent(15.0)]
+    for r in range(4):
+        events.append(de.SelfComposedDpEvent(step(0.05, 1.3), 10))
+        events.append(de.SelfComposedDpEvent(step(0.02, 2.0), 5))
+        ref = pld.PLDAccountant()
+        for e in events:
+            ref.compose(e)
+        assert acc.epsilon(events, 1e-5) == pytest.approx(ref.get_epsilon(1e-5), rel=1e-6)
+    mixed = events + [de.LaplaceDpEvent(3.0)]  # not on the fast path
+    ref.compose(de.LaplaceDpEvent(3.0))
+    assert acc.epsilon(mixed, 1e-5) == pytest.approx(ref.get_epsilon(1e-5), rel=1e-6)
