@@ -4,6 +4,7 @@
                   JSON through a closed, versioned registry
 - ``accountant``  folding + PLD epsilon (reported) and RDP (conservative cross-check)
 - ``ledger``      the site's append-only, file-locked, budgeted privacy ledger
+- ``ledger_view``  read-only views: find ledgers in a store/run directory, render them
 - ``calibration`` target epsilon -> noise multiplier
 - ``noise`` / ``discrete``  OS-seeded generators, lattice Gaussian mechanism, discrete Gaussian
 - ``dpsgd``       patient-level DP-SGD (Opacus hooks or closed-form logistic regression)
@@ -37,6 +38,10 @@ _EXPORTS = {
     "LedgerEntry": "ledger",
     "PrivacyLedger": "ledger",
     "ledger_path_for_store": "ledger",
+    "find_ledgers": "ledger_view",
+    "format_ledger": "ledger_view",
+    "ledger_rows": "ledger_view",
+    "open_ledger": "ledger_view",
     "NoiseSource": "noise",
     "gaussian_mechanism": "noise",
     "DpRelease": "stats",
@@ -75,7 +80,11 @@ __all__ = [
     "dp_sgd_local",
     "dpsgd_event",
     "gaussian_mechanism",
+    "find_ledgers",
+    "format_ledger",
     "ledger_path_for_store",
+    "ledger_rows",
+    "open_ledger",
     "pad_by_patient",
     "release_count",
     "release_histogram",
