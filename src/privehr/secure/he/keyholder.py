@@ -183,7 +183,9 @@ class KeyHolder:
         """Read a key holder written by :meth:`save` (checked against the pinned record)."""
         return cls.from_secret_bytes(Path(path).read_bytes(), record, **settings)
 
-    def decrypt_aggregate(self, aggregate: EncryptedAggregate, *, mean: bool = True) -> np.ndarray:
+    def decrypt_aggregate(
+        self, aggregate: EncryptedAggregate | dict[str, Any], *, mean: bool = True
+    ) -> np.ndarray:
         """Verify, decrypt, round the sum to the 2^-rounding_bits grid, divide by the weight.
 
         With ``mean=False`` returns the rounded weighted sum. Any failed check raises and
