@@ -34,4 +34,5 @@ def site_keys() -> dict[str, Ed25519PrivateKey]:
 def roster_ceremony(site_keys) -> tuple[KeyHolder, bytes, str]:
     """A key holder that checks a roster of site signing keys (lying coordinator)."""
     roster = {sid: key.public_key() for sid, key in site_keys.items()}
+    roster["site-3"] = site_keys["site-3"].public_key().public_bytes_raw()  # raw form works too
     return KeyHolder.create(holder_id="site-0", min_sites=2, roster=roster)

@@ -153,3 +153,8 @@ def test_key_holder_save_is_private_and_reloads(ceremony, tmp_path):
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     again = KeyHolder.load(path, holder.record, min_sites=3)
     assert again.public.sha256 == sha and again.min_sites == 3
+
+
+def test_roster_entries_must_be_ed25519_keys():
+    with pytest.raises(HeParameterError, match=r"roster\['s1'\]"):
+        KeyHolder.create(roster={"s1": b"short"})

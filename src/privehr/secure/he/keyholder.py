@@ -74,7 +74,7 @@ class KeyHolder:
         *,
         rounding_bits: int = MAX_ROUNDING_BITS,
         min_sites: int = 2,
-        roster: Mapping[str, Ed25519PublicKey] | None = None,
+        roster: Mapping[str, Ed25519PublicKey | bytes] | None = None,
         decrypted_rounds: Iterable[str] = (),
         backend: CkksBackend | None = None,
     ) -> None:
@@ -90,8 +90,19 @@ class KeyHolder:
             )
         if isinstance(min_sites, bool) or not isinstance(min_sites, int) or min_sites < 1:
             problems.append(f"min_sites={min_sites!r} must be an int >= 1; use 2 or more")
-        if roster is not None and not all(isinstance(k, Ed25519PublicKey) for k in roster.values()):
-            problems.append("roster must map site ids to Ed25519PublicKey objects (or be None)")
+        keys: dict[str, Ed25519PublicKey] | None = None
+        if roster is not None:
+            keys = {}
+            for sid, key in roster.items():
+                try:
+                    keys[str(sid)] = (
+                        key if isinstance(key, Ed25519PublicKey)
+                        else Ed25519PublicKey.from_public_bytes(bytes(key))
+                    )
+                except (TypeError, ValueError):
+                    problems.append(
+                        f"roster[{sid!r}] must be an Ed25519 public key (object or 32 raw bytes)"
+                    )
         if problems:
             raise HeParameterError(problems)
         self._ctx = secret_context
@@ -101,7 +112,7 @@ class KeyHolder:
         self.record = record
         self.rounding_bits = rounding_bits
         self.min_sites = min_sites
-        self.roster = dict(roster) if roster is not None else None
+        self.roster = keys
         self.decrypted_rounds_: set[str] = set(decrypted_rounds)
 
     @classmethod
@@ -112,7 +123,7 @@ class KeyHolder:
         holder_id: str = "key-holder",
         rounding_bits: int = MAX_ROUNDING_BITS,
         min_sites: int = 2,
-        roster: Mapping[str, Ed25519PublicKey] | None = None,
+        roster: Mapping[str, Ed25519PublicKey | bytes] | None = None,
         backend: CkksBackend | None = None,
     ) -> tuple[KeyHolder, bytes, str]:
         """Run the ceremony; returns ``(key_holder, public_context_bytes, sha256)``.
