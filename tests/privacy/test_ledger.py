@@ -208,3 +208,26 @@ def test_two_processes_append_without_losing_releases(tmp_path):
     assert all(a < b for a, b in zip(eps, eps[1:]))  # each writer saw the other's lines
     ref = pld.PLDAccountant().compose(de.GaussianDpEvent(50.0), 10).get_epsilon(DELTA)
     assert led.epsilon() == pytest.approx(ref, rel=1e-6)
+
+
+def test_threads_sharing_one_ledger_object_do_not_lose_releases(tmp_path):
+    import threading
+
+    led = new(tmp_path)
+    errors = []
+
+    def work(tag):
+        try:
+            for i in range(4):
+                led.charge(de.GaussianDpEvent(60.0), study=tag, config="c", round=i, kind="counts")
+        except Exception as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(f"t{k}",)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert sorted(e.seq for e in led.entries()) == list(range(12))
+    assert len(PrivacyLedger(led.path).entries()) == 12
