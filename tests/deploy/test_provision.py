@@ -1,0 +1,94 @@
+import json
+import warnings
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from privehr.deploy.provision import (
+    INSECURE_WARNING,
+    ProvisionError,
+    Roster,
+    check_private_modes,
+    load_identity_key,
+    provision,
+)
+
+
+@pytest.fixture(scope="module")
+def prov(tmp_path_factory):
+    out = tmp_path_factory.mktemp("prov")
+    return provision(["b-hosp", "a-hosp", "c-hosp"], out, superlink="10.1.2.3:9092", hosts=["link.example"])
+
+
+def test_layout_and_private_modes(prov):
+    assert sorted(prov.sites) == ["a-hosp", "b-hosp", "c-hosp"]
+    for name, d in prov.sites.items():
+        for f in ("identity.key", "supernode.key", "supernode.pub", "audit.key", "ca.crt", "roster.json", "site.json"):
+            assert (d / f).exists(), f
+        assert json.loads((d / "site.json").read_text())["site"] == name
+        # no other site's private material in this folder
+        assert len(list(d.glob("*.key"))) == 3
+    assert check_private_modes(prov.out) == []
+    for key in prov.out.rglob("*.key"):
+        assert key.stat().st_mode & 0o777 == 0o600
+    assert (prov.coordinator / "ca.crt").stat().st_mode & 0o077 == 0o044
+
+
+def test_server_cert_chain_and_san(prov):
+    ca = x509.load_pem_x509_certificate((prov.coordinator / "ca.crt").read_bytes())
+    srv = x509.load_pem_x509_certificate((prov.coordinator / "server.pem").read_bytes())
+    srv.verify_directly_issued_by(ca)
+    san = srv.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    ips = {str(i) for i in san.get_values_for_type(x509.IPAddress)}
+    assert {"127.0.0.1", "::1", "10.1.2.3"} <= ips
+    assert {"localhost", "link.example"} <= set(san.get_values_for_type(x509.DNSName))
+    assert ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+
+
+def test_supernode_key_is_nist_ecdsa_openssh(prov):
+    d = prov.sites["a-hosp"]
+    priv = serialization.load_ssh_private_key((d / "supernode.key").read_bytes(), password=None)
+    pub = serialization.load_ssh_public_key((d / "supernode.pub").read_bytes())
+    assert isinstance(priv, ec.EllipticCurvePrivateKey) and isinstance(priv.curve, ec.SECP384R1)
+    assert pub.public_numbers() == priv.public_key().public_numbers()
+
+
+def test_roster_matches_identity_keys(prov):
+    roster = Roster.load(prov.sites["b-hosp"] / "roster.json")
+    assert roster.names == ["a-hosp", "b-hosp", "c-hosp"]
+    assert [roster.index(s) for s in roster.names] == [0, 1, 2]
+    for name, d in prov.sites.items():
+        key = load_identity_key(d)
+        assert isinstance(key, Ed25519PrivateKey)
+        assert roster.identity_keys()[name] == key.public_key().public_bytes_raw()
+    assert roster.superlink == "10.1.2.3:9092" and not roster.insecure
+
+
+def test_insecure_warns_and_writes_no_tls(tmp_path):
+    with pytest.warns(UserWarning, match="INSECURE"):
+        res = provision(["a", "b", "c"], tmp_path, insecure=True)
+    assert res.insecure and "INSECURE" in INSECURE_WARNING
+    assert not (tmp_path / "coordinator" / "server.key").exists()
+    assert not (tmp_path / "sites" / "a" / "supernode.key").exists()
+
+
+def test_secure_is_silent(tmp_path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        provision(["a", "b", "c"], tmp_path)
+
+
+@pytest.mark.parametrize("sites", [[], ["A"], ["a_b"], ["a", "a"], ["-x"]])
+def test_bad_site_names(tmp_path, sites):
+    with pytest.raises(ProvisionError, match="sites"):
+        provision(sites, tmp_path)
+
+
+def test_group_readable_key_is_reported(prov, tmp_path):
+    k = tmp_path / "x.key"
+    k.write_bytes(b"k")
+    k.chmod(0o640)
+    assert check_private_modes(tmp_path) == [k]
