@@ -12,7 +12,8 @@ Complete graph (Bonawitz SecAgg) for every K; for K >= 50 also a SecAgg+ Harary 
 degree 2*ceil(log2 K). All sites run one after another in one process on the shared machine.
 Times are CPU time of the one thread doing the work (``time.process_time``: the code is
 single-threaded, and wall clock on this shared 2-core machine mostly measures the neighbours);
-medians over sites for per-site stages. The JSON also keeps wall-clock figures.
+medians over sites for per-site stages, then the minimum over ``--repeat`` rounds (d < 1e6).
+The JSON also keeps wall-clock figures.
 """
 
 from __future__ import annotations
@@ -133,10 +134,25 @@ def _configs(quick: bool) -> list[tuple[int, int, int | None]]:
     return out
 
 
+def _fastest(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per-metric minimum over repeated rounds: contention only ever adds time."""
+    row = dict(runs[0])
+    for key in row:
+        if key.endswith(("_ms", "_s")):
+            row[key] = min(r[key] for r in runs)
+    row["mask_vs_flower"] = row["mask_ms"] / row["flower_prg_ms"]
+    row["unmask_vs_plain"] = row["unmask_ms"] / row["plain_sum_ms"]
+    row["repeats"] = len(runs)
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="K <= 50 and d <= 1e5 only")
     parser.add_argument("--json", help="also write the raw rows to this file")
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="rounds per setting for d < 1e6 (min is kept)"
+    )
     args = parser.parse_args()
     cols = [
         ("K", "{}"), ("d", "{:.0e}"), ("graph", "{}"), ("t", "{}"), ("dropped", "{}"),
@@ -150,7 +166,8 @@ def main() -> None:
     rows = []
     for k, d, degree in _configs(args.quick):
         for frac in (0.0, 0.1):
-            row = bench_round(k, d, degree, frac)
+            runs = [bench_round(k, d, degree, frac) for _ in range(args.repeat if d < 10**6 else 1)]
+            row = _fastest(runs)
             rows.append(row)
             print("| " + " | ".join(f.format(row[n]) for n, f in cols) + " |", flush=True)
     if args.json:
