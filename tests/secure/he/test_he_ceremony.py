@@ -64,18 +64,30 @@ def test_coordinator_cannot_decrypt(ceremony):
     np.testing.assert_allclose(decrypted[:10], np.arange(10.0), atol=1e-6)
 
 
+def _flip(data: bytes, offset: int) -> bytes:
+    out = bytearray(data)
+    out[offset] ^= 0x01
+    return bytes(out)
+
+
 def test_tenseal_alone_accepts_a_tampered_context_but_we_refuse_it(ceremony):
     holder, public, sha = ceremony
-    tampered = bytearray(public)
-    tampered[len(tampered) // 2] ^= 0xFF
-    tampered = bytes(tampered)
-    ts.context_from(tampered)  # TenSEAL parses it without complaint: why we pin the hash
+    accepted = None
+    for offset in range(len(public) // 2, len(public) // 2 + 64):
+        tampered = _flip(public, offset)
+        try:
+            ts.context_from(tampered)  # TenSEAL parses many corruptions without complaint
+        except Exception:
+            continue
+        accepted = tampered
+        break
+    assert accepted is not None, "expected TenSEAL to accept some single-bit corruption"
     with pytest.raises(ContextMismatchError, match="pinned"):
-        load_context(tampered, sha)
+        load_context(accepted, sha)
     with pytest.raises(ContextMismatchError):
-        SiteEncryptor(tampered, holder.record, site_id="s1")
+        SiteEncryptor(accepted, holder.record, site_id="s1")
     with pytest.raises(ContextMismatchError):
-        CoordinatorAggregator(tampered, sha, length=5, round_id="r")
+        CoordinatorAggregator(accepted, sha, length=5, round_id="r")
 
 
 def test_context_of_another_ceremony_is_refused(ceremony):
