@@ -52,16 +52,43 @@ def test_cache_returns_same_value_and_rdp_is_looser():
     assert r > a
 
 
-def test_non_private_makes_epsilon_infinite():
-    acc = Accountant()
-    assert acc.epsilon([de.GaussianDpEvent(5.0), de.NonPrivateDpEvent()], 1e-5) == math.inf
-    assert acc.epsilon_rdp([de.NonPrivateDpEvent()], 1e-5) == math.inf
+# Contract shared by both accountants (PLD reported, RDP cross-check).
+METHODS = {"pld": Accountant.epsilon, "rdp": Accountant.epsilon_rdp}
 
 
-def test_epsilon_grows_with_more_events():
+@pytest.mark.parametrize("method", METHODS)
+def test_contract_non_private_makes_epsilon_infinite(method):
+    eps = METHODS[method](Accountant(), [de.GaussianDpEvent(5.0), de.NonPrivateDpEvent()], 1e-5)
+    assert eps == math.inf
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract_nothing_released_is_zero(method):
+    assert METHODS[method](Accountant(), [], 1e-5) == 0.0
+    assert METHODS[method](Accountant(), [de.NoOpDpEvent()], 1e-5) == 0.0
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract_epsilon_grows_with_more_events(method):
     acc = Accountant()
-    values = [acc.epsilon([step(0.02, 1.0)] * n, 1e-5) for n in (10, 50, 200)]
+    values = [METHODS[method](acc, [step(0.02, 1.0)] * n, 1e-5) for n in (10, 50, 200)]
     assert values[0] < values[1] < values[2]
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_contract_bad_sub_event_is_named_before_anything_is_composed(method):
+    bad = de.ComposedDpEvent([de.GaussianDpEvent(1.0), de.GaussianDpEvent(-1.0)])
+    with pytest.raises(Exception, match=r"events\[0\]\.events\[1\]"):
+        METHODS[method](Accountant(), [bad], 1e-5)
+
+
+def test_rdp_agrees_with_opacus_rdp_accountant():
+    from opacus.accountants import RDPAccountant
+
+    ours = Accountant().epsilon_rdp(de.SelfComposedDpEvent(step(0.01, 1.0), 1000), 1e-5)
+    theirs = RDPAccountant()
+    theirs.history = [(1.0, 0.01, 1000)]
+    assert ours == pytest.approx(theirs.get_epsilon(delta=1e-5), rel=5e-2)
 
 
 def test_dry_run_names_bad_sub_event():

@@ -5,6 +5,7 @@ import multiprocessing as mp
 import pytest
 from dp_accounting import dp_event as de
 from dp_accounting.pld import pld_privacy_accountant as pld
+from opacus.accountants import PRVAccountant
 
 from privehr.privacy.errors import (
     BudgetExceeded,
@@ -42,6 +43,9 @@ def test_ledger_epsilon_equals_direct_dp_accounting(tmp_path):
     ref = pld.PLDAccountant().compose(sgd(steps=300)).get_epsilon(DELTA)
     assert led.epsilon() == pytest.approx(ref, rel=1e-6)
     assert led.entries()[-1].epsilon == pytest.approx(ref, rel=1e-6)
+    prv = PRVAccountant()  # independent accountant (Opacus), same parameters
+    prv.history = [(1.0, 0.02, 300)]
+    assert led.epsilon() == pytest.approx(prv.get_epsilon(delta=DELTA), rel=1e-2)
 
 
 def test_one_line_per_release_with_event_and_parameters(tmp_path):
