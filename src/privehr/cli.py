@@ -23,7 +23,7 @@ from rich.table import Table
 os.environ.setdefault("FLWR_TELEMETRY_ENABLED", "0")
 os.environ.setdefault("FLWR_DISABLE_UPDATE_CHECK", "1")
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__)
+app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__, pretty_exceptions_show_locals=False)
 console = Console()
 err_console = Console(stderr=True)
 
@@ -190,7 +190,13 @@ def demo(
 
 
 def main() -> None:
+    import torch
+
+    # Tiny tabular models: extra intra-op threads only add overhead (measured 10-25x slower
+    # per step with 2 threads on this 2-core machine; bench/README.md "Federation").
+    torch.set_num_threads(int(os.environ.get("PRIVEHR_TORCH_THREADS", "1")))
     logging.basicConfig(level=os.environ.get("PRIVEHR_LOG", "WARNING"))
+    logging.getLogger("absl").setLevel(logging.ERROR)  # dp-accounting RDP order warnings
     app()
 
 

@@ -96,3 +96,13 @@ def test_secagg_modes_refuse_fewer_than_three_sites(protection):
     with pytest.raises(Exception, match="at least 3"):
         make_protection(entry, cfg, prep)
     assert P.SECAGG == "secagg"
+
+
+def test_he_gives_the_plain_fedavg_model_within_the_ckks_bound():
+    cfg, sites, prep = _setup(k=3, rounds=2)
+    entry = ConfigEntry(name="h", method="fedavg", protection="he")
+    plain, _ = _run(cfg, sites, ConfigEntry(name="p", method="fedavg"), PlainProtection(cfg, prep))
+    he, log = _run(cfg, sites, entry, make_protection(entry, cfg, prep))
+    np.testing.assert_allclose(he.params, plain.params, atol=1e-4)
+    assert sum(1 for _, k, _ in log if k == "model_update") == 3 * 2
+    assert he.entry["protection_details"]["key_holder"] == "site0"

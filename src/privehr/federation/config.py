@@ -59,6 +59,7 @@ class PrivacySection(_Strict):
     secagg_degree: int | None = Field(None, ge=2, description="SecAgg+ neighbourhood degree; None = complete graph")
     ddp_rounds: int = Field(60, ge=1)
     ddp_server_lr: float = Field(1.0, gt=0)
+    ddp_min_survivor_fraction: float = Field(0.8, gt=0, le=1, description="sites whose noise must be in each sum")
     ddp_gamma: float = Field(0.01, gt=0, description="lattice step: clip/gamma lattice units per patient")
     seeded_noise_for_tests: int | None = Field(None, description="TESTS ONLY: seeded noise; marks the run non-private")
 

@@ -114,7 +114,7 @@ class Coordinator:
             raise RoundAborted(f"sites disagree on the feature count: {sorted(dims)} (same FeatureSpec everywhere?)")
         return dims.pop()
 
-    def standardizer(self, *, dp: bool) -> tuple[dict[str, Any], dict[str, float]]:
+    def standardizer(self, *, dp: bool, std_floor: np.ndarray | None = None) -> tuple[dict[str, Any], dict[str, float]]:
         """Federated standardisation from summed sufficient statistics (never pooled rows)."""
         replies = self.broadcast(P.STATS, {"dp": dp}, 0)
         if not replies:
@@ -126,6 +126,8 @@ class Coordinator:
         var = np.maximum(ss / count - mean**2, 0.0)
         std = np.sqrt(var)
         std[std < 1e-6] = 1.0
+        if std_floor is not None:  # noisy (DP) statistics: post-processing, no privacy cost
+            std = np.maximum(std, std_floor)
         counts = {site: float(max(r["count"], 1.0)) for site, r in replies.items()}
         return {"mean": mean.tolist(), "std": std.tolist()}, counts
 

@@ -21,6 +21,7 @@ from privehr.evaluation.metrics import UndefinedMetricWarning, bootstrap_ci, eva
 
 METRICS = ("auroc", "auprc", "brier", "ece", "accuracy")
 GROUPINGS = ("sex", "race_ethnicity", "age_band")
+SITE_CI_METRICS = ("auroc", "brier")
 
 
 def site_histograms(data, p: np.ndarray, n_bins: int) -> dict[str, Any]:
@@ -78,11 +79,27 @@ def evaluate_site(data, p: np.ndarray, *, dp: dict[str, Any], seed: int, n_boot:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UndefinedMetricWarning)
         metrics = evaluate(data.y_test, p)
+        # Per-site CIs for the headline metrics only (each bootstrap costs); global CIs cover all.
         cis = {
             m: list(bootstrap_ci(data.y_test, p, m, n_boot=n_boot, seed=seed, patient_ids=data.pid_test))
-            for m in METRICS
+            for m in SITE_CI_METRICS
         } if n_boot else {}
-    return {"private": False, **hists, "metrics": metrics, "ci": cis, "n": int(len(p))}
+    # Undefined metrics (one class in a small test split) travel as None, never as NaN.
+    return {"private": False, **hists, "metrics": _nan_to_none(metrics), "ci": _nan_to_none(cis), "n": int(len(p))}
+
+
+def _nan_to_none(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _nan_to_none(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_nan_to_none(v) for v in obj]
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    return obj
+
+
+def _num(x: Any) -> float:
+    return math.nan if x is None else float(x)
 
 
 def _hist(vec: np.ndarray, private: bool) -> ScoreHistogram:
@@ -137,7 +154,8 @@ def combine(replies: dict[str, dict[str, Any]], *, n_boot: int, seed: int) -> di
             per_site[site] = _metrics_with_ci(h, n_boot, seed)
         else:
             per_site[site] = {"n": r["n"], "n_pos": int(h.pos.sum()),
-                              **{k: float(r["metrics"][k]) for k in METRICS}, "ci": r["ci"]}
+                              **{k: _num(r["metrics"][k]) for k in METRICS},
+                              "ci": {k: [_num(v) for v in ci] for k, ci in r["ci"].items()}}
         for g, hs in r["subgroups"].items():
             for v, vec in hs.items():
                 hv = _hist(vec, private)

@@ -28,6 +28,15 @@ if TYPE_CHECKING:
     from privehr.federation.site import SiteData, SiteNode
 
 
+STANDARDISED_CLIP = 5.0  # |z| cap: a noisy (DP) std must not blow a feature up
+
+
+def standardise(X: np.ndarray, mean: Any, std: Any) -> np.ndarray:
+    """z-scores clipped to ±STANDARDISED_CLIP, the same everywhere (sites, baselines, attacks)."""
+    z = (X - np.asarray(mean, dtype=np.float64)) / np.asarray(std, dtype=np.float64)
+    return np.clip(z, -STANDARDISED_CLIP, STANDARDISED_CLIP).astype(np.float32)
+
+
 class HandlerError(RuntimeError):
     def __init__(self, code: P.ErrorCode):
         super().__init__(code.name)
@@ -93,8 +102,7 @@ class SiteHandlers:
         return model
 
     def _standardise(self, X: np.ndarray, cfg: dict[str, Any]) -> torch.Tensor:
-        mean, std = np.asarray(cfg["mean"]), np.asarray(cfg["std"])
-        return torch.from_numpy(((X - mean) / std).astype(np.float32))
+        return torch.from_numpy(standardise(X, cfg["mean"], cfg["std"]))
 
     def _local_delta(self, msg) -> tuple[np.ndarray, dict[str, Any]]:
         params = msg.payload["params"].astype(np.float32)
@@ -141,14 +149,20 @@ class SiteHandlers:
 
     def _he_train(self, msg):
         delta, _ = self._local_delta(msg)
-        n = float(self.data.n_train)
-        chunks = self.plugins["he_encrypt"](np.concatenate([delta * n, [n]]).astype(np.float64))
-        return {"chunks": chunks}, Release("model_update"), {}
+        norm = float(np.linalg.norm(delta))
+        clip = float(self.plugins["he_clip"])
+        delta = delta * min(1.0, clip / norm) if norm > 0 else delta  # explicit clip stage
+        update = self.plugins["he_encrypt"](delta.astype(np.float64), float(self.data.n_train),
+                                            f"{msg.study}/{msg.round}")
+        return {"update": update}, Release("model_update"), {}
 
     def _he_decrypt(self, msg):
-        # Only the key holder answers; it rounds before release (Li–Micciancio).
-        values = self.plugins["he_decrypt"](msg.payload["chunks"], int(msg.payload["length"]))
-        return {"values": values}, Release.free("aggregate_relay"), {}
+        # Only the key holder answers; it verifies proofs and rounds before release.
+        decrypt = self.plugins.get("he_decrypt")
+        if decrypt is None:
+            raise HandlerError(P.ErrorCode.UNKNOWN_KIND)
+        mean = decrypt(msg.payload["aggregate"])
+        return {"mean": np.asarray(mean, dtype=np.float64)}, Release.free("aggregate_relay"), {}
 
     # ---------------------------------------------------------------- evaluation
     def _evaluate(self, msg):

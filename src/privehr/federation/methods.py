@@ -19,7 +19,7 @@ from privehr.federation import protocol as P
 from privehr.federation.config import ConfigEntry, StudyConfig
 from privehr.federation.coordinator import Coordinator, Deadlines, RoundAborted
 from privehr.federation.evaluation import combine, exact_metrics
-from privehr.federation.handlers import SiteHandlers
+from privehr.federation.handlers import SiteHandlers, standardise
 from privehr.federation.simulator import DropoutPlan, InProcessTransport
 from privehr.federation.site import SiteNode
 from privehr.learning.models import get_flat, make_model
@@ -44,7 +44,7 @@ def _standardise_pooled(X_tr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _train_alone(cfg: StudyConfig, X: np.ndarray, y: np.ndarray, seed: int) -> tuple[torch.nn.Module, np.ndarray, np.ndarray]:
     mean, std = _standardise_pooled(X)
     model = make_model(cfg.study.model, X.shape[1], hidden=cfg.study.hidden, seed=cfg.study.seed)
-    Xt = torch.from_numpy(((X - mean) / std).astype(np.float32))
+    Xt = torch.from_numpy(standardise(X, mean, std))
     yt = torch.from_numpy(y.astype(np.float32))
     local_train(model, Xt, yt, epochs=cfg.federation.rounds * cfg.federation.local_epochs,
                 lr=cfg.federation.lr, batch_size=cfg.federation.batch_size,
@@ -53,7 +53,7 @@ def _train_alone(cfg: StudyConfig, X: np.ndarray, y: np.ndarray, seed: int) -> t
 
 
 def _predict(model: torch.nn.Module, X: np.ndarray, mean: np.ndarray, std: np.ndarray) -> np.ndarray:
-    return predict_proba(model, torch.from_numpy(((X - mean) / std).astype(np.float32)))
+    return predict_proba(model, torch.from_numpy(standardise(X, mean, std)))
 
 
 def run_centralised(cfg: StudyConfig, sites, entry: ConfigEntry) -> ConfigResult:
@@ -161,7 +161,7 @@ def run_federated(
     coord = Coordinator(transport, [s.name for s in sites], study_id,
                         Deadlines(default=cfg.federation.deadline_s))
     d_in = coord.hello()
-    standardizer, counts = coord.standardizer(dp=protection.private)
+    standardizer, counts = coord.standardizer(dp=protection.private, std_floor=protection.std_floor())
     protection.on_counts(counts)
     model = make_model(cfg.study.model, d_in, hidden=cfg.study.hidden, seed=cfg.study.seed)
     params = get_flat(model).astype(np.float64)
@@ -197,5 +197,6 @@ def run_federated(
         **metrics, "rounds": n_rounds, "seconds": time.perf_counter() - t_start,
         "bytes": coord.bytes_by_site(), "rounds_completed": sum(1 for x in rounds_log if "aborted" not in x),
         "protection_details": protection.describe(),
+        "standardizer": standardizer,
     }
     return ConfigResult(entry_out, np.asarray(params, np.float32), rounds_log)

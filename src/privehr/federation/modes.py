@@ -61,6 +61,9 @@ class PlainProtection:
     def rounds(self, cfg: StudyConfig) -> int:
         return cfg.federation.rounds
 
+    def std_floor(self) -> np.ndarray | None:
+        return None
+
     def train_config(self, round_: int) -> dict[str, Any]:
         return {"mode": "plain"}
 
@@ -125,6 +128,10 @@ class _PrivateBase(PlainProtection):
             return noise, event_for
 
         return {"dp_stats": dp_stats, "noise": noise_for_eval}
+
+    def std_floor(self) -> np.ndarray:
+        # A noisy variance can come out near zero; 5% of the public scale bounds the damage.
+        return 0.05 * self.scale
 
     def evaluation_dp(self, cfg: StudyConfig) -> dict[str, Any]:
         if self.nm_eval is None:

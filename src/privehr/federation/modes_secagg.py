@@ -175,7 +175,9 @@ class DdpProtection(_PrivateBase, _SecAggBase):
         self.n_rounds = pv.ddp_rounds
         self.clip = pv.clip_norm
         self.gamma = pv.ddp_gamma
-        self.t_min = max(self.threshold, 3)
+        # Each site adds σ²Δ²/t_noise of the variance, so any t_noise survivors carry the full
+        # accounted noise; a round with fewer survivors is aborted (never released under-noised).
+        self.t_min = max(self.threshold, 3, math.ceil(pv.ddp_min_survivor_fraction * len(self.site_names)))
         self.sigma = calibrate_noise_multiplier(self.eps_train, self.delta, self.q, self.n_rounds)
         self.server_lr = pv.ddp_server_lr
         self.dim: int | None = None
@@ -252,6 +254,9 @@ class DdpProtection(_PrivateBase, _SecAggBase):
         if len(replies) < self.t_min:
             raise RoundAborted(f"round {round_}: only {len(replies)} sites ready; need {self.t_min}")
         result = self.run_secagg(coord, round_, self._round_cfg)
+        if len(result.included) < self.t_min:
+            raise RoundAborted(f"round {round_}: {len(result.included)} sites in the sum < {self.t_min} whose "
+                               "noise shares the accounting assumes; model unchanged")
         grad_sum = ModularCodec(self._round_cfg["bits"]).decode(result.sum).astype(np.float64) * self.gamma
         grad = grad_sum / (self.q * self.n_total)
         return -self.server_lr * grad

@@ -55,7 +55,7 @@ _REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
     EVALUATE: {"params": np.ndarray, "standardizer": dict, "dp": dict},
     SECAGG: {"stage": str, "body": dict},
     HE_TRAIN: {"params": np.ndarray, "config": dict},
-    HE_DECRYPT: {"chunks": list, "length": int},
+    HE_DECRYPT: {"aggregate": dict},
 }
 
 

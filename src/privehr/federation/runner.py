@@ -136,7 +136,9 @@ def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) ->
         "study": {"id": study_id, "name": cfg.study.name, "task": cfg.study.task, "model": cfg.study.model,
                   "seed": cfg.study.seed, "config_hash": cfg.config_hash()},
         "feature_names": prep.feature_names,
-        "sites": [{"site": s.name, "patients": s.n_patients, "train_examples": int(len(s.data.y_train)),
+        "task_definition": _task_text(cfg.study.task),
+        "sites": [{"site": s.name, "patients": s.n_patients, "cohort_patients": s.cohort_patients,
+                   "train_examples": int(len(s.data.y_train)),
                    "test_examples": int(len(s.data.y_test)), "prevalence": s.prevalence,
                    "delta": site_delta(s.n_patients)} for s in prep.sites],
         "excluded_sites": prep.excluded,
@@ -151,6 +153,12 @@ def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) ->
             fh.write(json.dumps(line, sort_keys=True) + "\n")
     (run_dir / "summary.md").write_text(summary_markdown(metrics), encoding="utf-8")
     return metrics
+
+
+def _task_text(name: str) -> str:
+    from privehr.ehr.tasks import describe_task, get_task
+
+    return describe_task(get_task(name))
 
 
 def _fmt(x: Any, nd: int = 3) -> str:
