@@ -22,6 +22,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 from dp_accounting import dp_event as de
 from dp_accounting.pld import pld_privacy_accountant as pld
 from dp_accounting.pld import privacy_loss_distribution as pldlib
@@ -162,6 +163,10 @@ class Accountant:
         self._cache: dict[tuple, float | None] = {}
         self._pld_cache: dict[tuple, object] = {}  # (leaf key, count) -> composed PLD
         self._base_cache: dict[str, object] = {}  # leaf key -> PLD of one occurrence
+        self._rdp_cache: dict[str, np.ndarray | None] = {}  # leaf key -> RDP curve of one
+        self._others_cache: dict[tuple, object] = {}  # leaves except the hot one -> PLD
+        self._hot_key: str | None = None
+        self._last_counts: tuple = ()
 
     def check(self, events: de.DpEvent | Sequence[de.DpEvent]) -> list[Leaf]:
         """Dry run: validate and fold; raise naming the bad sub-event."""
@@ -198,6 +203,8 @@ class Accountant:
             value = 0.0
         elif method == "pld" and all(self._fast_kind(leaf.event) for leaf in leaves):
             value = self._fast_pld_epsilon(leaves, delta)
+        elif method == "rdp":
+            value = self._rdp_epsilon(leaves, delta)
         else:
             if method == "pld":
                 acct = pld.PLDAccountant(NEIGHBOURING, self.value_discretization_interval)
@@ -261,10 +268,48 @@ class Accountant:
         return out
 
     def _fast_pld_epsilon(self, leaves: list[Leaf], delta: float) -> float:
-        total = pldlib.identity(value_discretization_interval=self.value_discretization_interval)
-        for leaf in leaves:
-            total = total.compose(self._leaf_pld(leaf))
+        """Compose the leaves' PLDs. Between two ledger charges typically one leaf (the "hot"
+        one, e.g. this configuration's DP-SGD steps) changes its count; the composition of all
+        the others is cached, so a charge costs one self-composition and one composition."""
+        vdi = self.value_discretization_interval
+        previous = dict(self._last_counts)
+        changed = [i for i, leaf in enumerate(leaves) if previous.get(leaf.key) != leaf.count]
+        sticky = [i for i, leaf in enumerate(leaves) if leaf.key == self._hot_key]
+        if len(changed) == 1:
+            hot = changed[0]
+        elif sticky:
+            hot = sticky[0]
+        else:
+            hot = changed[-1] if changed else len(leaves) - 1
+        self._hot_key = leaves[hot].key
+        self._last_counts = tuple((leaf.key, leaf.count) for leaf in leaves)
+        others = tuple((leaf.key, leaf.count) for i, leaf in enumerate(leaves) if i != hot)
+        rest = self._others_cache.get(others)
+        if rest is None:
+            rest = pldlib.identity(value_discretization_interval=vdi)
+            for i, leaf in enumerate(leaves):
+                if i != hot:
+                    rest = rest.compose(self._leaf_pld(leaf))
+            _bounded_put(self._others_cache, others, rest, 8)
+        total = rest.compose(self._leaf_pld(leaves[hot]))
         return float(total.get_epsilon_for_delta(delta))
+
+    def _rdp_epsilon(self, leaves: list[Leaf], delta: float) -> float | None:
+        """RDP composes additively, and linearly in the count (as RdpAccountant does): cache
+        each leaf's RDP curve for one occurrence and sum ``count * curve``."""
+        orders = None
+        total = None
+        for leaf in leaves:
+            if leaf.key not in self._rdp_cache:
+                acct = rdp.RdpAccountant(neighboring_relation=NEIGHBOURING)
+                curve = acct.compose(leaf.event).rdp if acct.supports(leaf.event) else None
+                _bounded_put(self._rdp_cache, leaf.key, curve, self.cache_size)
+            curve = self._rdp_cache[leaf.key]
+            if curve is None:
+                return None
+            orders = rdp.RdpAccountant(neighboring_relation=NEIGHBOURING).orders
+            total = leaf.count * curve if total is None else total + leaf.count * curve
+        return float(rdp.compute_epsilon(orders, total, delta)[0])
 
 
 def _bounded_put(cache: dict, key, value, size: int) -> None:
