@@ -1,0 +1,170 @@
+"""Figures of the report and the slides, drawn once with matplotlib (Agg) and inlined as PNG.
+
+Why inline PNG (``data:image/png;base64``): the report must be one self-contained file that a
+hospital can archive or e-mail; no figure may be fetched from anywhere. Each function takes the
+loaded run and returns a ``data:`` URI, or ``None`` when the run has nothing to draw (the
+caller then prints a visible note). The slides call the very same functions.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import math
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend first)
+
+from privehr.report.ledger_curves import EpsilonCurve  # noqa: E402
+from privehr.report.load import RunData  # noqa: E402
+
+COLOURS = {"none": "#555555", "secagg": "#1f77b4", "dp_local": "#d62728", "ddp": "#2ca02c",
+           "he": "#9467bd"}
+DPI = 110
+
+
+def to_data_uri(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
+    plt.close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def _eps(c: dict[str, Any]) -> float | None:
+    eps = c.get("privacy", {}).get("epsilon")
+    return None if eps is None or not math.isfinite(float(eps)) else float(eps)
+
+
+def privacy_utility(run: RunData) -> str | None:
+    """AUROC (95% CI) against ε for the private configurations, references as lines."""
+    private = [c for c in run.configs if _eps(c) is not None and c.get("global")]
+    if not private:
+        return None
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    for prot in sorted({c["protection"] for c in private}):
+        pts = sorted((_eps(c), c) for c in private if c["protection"] == prot)
+        xs = [p[0] for p in pts]
+        ys = [p[1]["global"]["auroc"] for p in pts]
+        lo = [y - p[1]["global"].get("ci", {}).get("auroc", [y, y])[0] for y, p in zip(ys, pts, strict=True)]
+        hi = [p[1]["global"].get("ci", {}).get("auroc", [y, y])[1] - y for y, p in zip(ys, pts, strict=True)]
+        ax.errorbar(xs, ys, yerr=[lo, hi], marker="o", capsize=3, label=f"{prot} (federated)",
+                    color=COLOURS.get(prot))
+    styles = ["--", ":", "-.", (0, (5, 1))]
+    refs = [c for c in run.configs if _eps(c) is None and c.get("global")
+            and (c["method"] in ("centralised", "site_only") or c["protection"] == "none")]
+    seen: set[str] = set()
+    for i, c in enumerate(refs):
+        key = c["method"] if c["method"] in ("centralised", "site_only") else "federated"
+        if key in seen:
+            continue
+        seen.add(key)
+        ax.axhline(c["global"]["auroc"], linestyle=styles[i % len(styles)], color="#777777",
+                   linewidth=1.2, label=f"{c['name']} (ε = ∞)")
+    ax.axhline(0.5, color="#bbbbbb", linewidth=0.8)
+    ax.set_xscale("log")
+    ticks = sorted({_eps(c) for c in private})
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel("ε (worst site, from privacy.epsilon)")
+    ax.set_ylabel("AUROC (released, bootstrap CI)")
+    ax.set_title("Privacy–utility")
+    ax.legend(fontsize=8, loc="best")
+    ax.grid(alpha=0.3)
+    return to_data_uri(fig)
+
+
+def ledger_curves(curves: list[EpsilonCurve]) -> str | None:
+    """Cumulative training ε per round (worst site) for each private configuration."""
+    if not curves:
+        return None
+    fig, ax = plt.subplots(figsize=(7.0, 3.8))
+    for curve in curves:
+        ax.plot(curve.rounds, curve.epsilon, marker=".", label=curve.config)
+    ax.set_xlabel("round (0 = standardisation statistics)")
+    ax.set_ylabel("cumulative ε (training releases)")
+    ax.set_title("Privacy ledger over rounds (worst site; PLD, grid 0.01)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return to_data_uri(fig)
+
+
+def membership(run: RunData) -> str | None:
+    """Membership-inference AUC with CI per configuration and attack; 0.5 is chance."""
+    mia = (run.metrics.get("attacks") or {}).get("membership") or {}
+    rows = [(cfg, kind, res) for cfg, kinds in mia.items() if isinstance(kinds, dict)
+            for kind, res in kinds.items() if isinstance(res, dict) and "auc" in res]
+    if not rows:
+        return None
+    kinds = sorted({k for _, k, _ in rows})
+    cfgs = list(dict.fromkeys(c for c, _, _ in rows))
+    fig, ax = plt.subplots(figsize=(7.0, 0.6 + 0.45 * len(cfgs) * max(1, len(kinds)) / 1.5))
+    h = 0.8 / len(kinds)
+    for j, kind in enumerate(kinds):
+        for i, cfg in enumerate(cfgs):
+            res = mia.get(cfg, {}).get(kind)
+            if not isinstance(res, dict) or res.get("auc") is None:
+                continue
+            lo, hi = (res.get("auc_ci") or [res["auc"], res["auc"]])[:2]
+            ax.errorbar(res["auc"], i + j * h, xerr=[[res["auc"] - lo], [hi - res["auc"]]],
+                        fmt="o", capsize=3, color=f"C{j}", label=kind if i == 0 else None)
+    ax.axvline(0.5, color="#999999", linestyle="--", linewidth=1)
+    ax.set_yticks([i + 0.4 - h / 2 for i in range(len(cfgs))], cfgs, fontsize=8)
+    ax.set_xlabel("membership-inference AUC (with CI); 0.5 = chance")
+    ax.set_title("What a membership attacker learns")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    return to_data_uri(fig)
+
+
+def audit(run: RunData) -> str | None:
+    """Empirical ε lower bound (one-run audit) beside the ledger's ε per configuration."""
+    aud = (run.metrics.get("attacks") or {}).get("audit") or {}
+    rows = [(cfg, r) for cfg, r in aud.items() if isinstance(r, dict) and "eps_lower_bound" in r]
+    if not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(7.0, 0.8 + 0.4 * len(rows)))
+    ys = range(len(rows))
+    ax.barh([y + 0.2 for y in ys], [r["eps_lower_bound"] for _, r in rows], height=0.4,
+            color="#d62728", label="audit lower bound")
+    finite = []
+    for y, (_, r) in zip(ys, rows, strict=True):
+        le = r.get("ledger_epsilon")
+        if isinstance(le, int | float) and math.isfinite(le):
+            finite.append(le)
+            ax.barh(y - 0.2, le, height=0.4, color="#2ca02c", label="ledger ε" if y == 0 else None)
+        else:
+            ax.text(0, y - 0.2, " ledger ε = ∞ (non-private)", va="center", fontsize=8)
+    ax.set_yticks(list(ys), [c for c, _ in rows], fontsize=8)
+    ax.set_xlabel("ε")
+    ax.set_title("Audit lower bound vs ledger ε (bound must stay below)")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3, axis="x")
+    return to_data_uri(fig)
+
+
+def cost(run: RunData) -> str | None:
+    """Seconds and upload bytes per site per round, per configuration."""
+    rows = []
+    for c in run.configs:
+        r = c.get("rounds_completed") or c.get("rounds") or 0
+        up = [v.get("up", 0) for v in (c.get("bytes") or {}).values()]
+        if r and up:
+            rows.append((c["name"], c.get("protection", "none"), c.get("seconds", 0.0) / r,
+                         sum(up) / len(up) / r))
+    if not rows:
+        return None
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8.5, 0.9 + 0.35 * len(rows)), sharey=True)
+    ys = range(len(rows))
+    colours = [COLOURS.get(p, "#888888") for _, p, _, _ in rows]
+    a1.barh(list(ys), [s for _, _, s, _ in rows], color=colours)
+    a1.set_yticks(list(ys), [n for n, _, _, _ in rows], fontsize=8)
+    a1.set_xlabel("seconds per round")
+    a2.barh(list(ys), [b / 1024 for _, _, _, b in rows], color=colours)
+    a2.set_xlabel("KiB uploaded per site per round")
+    fig.suptitle("Cost per protection")
+    for ax in (a1, a2):
+        ax.grid(alpha=0.3, axis="x")
+    return to_data_uri(fig)

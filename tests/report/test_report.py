@@ -1,0 +1,124 @@
+"""report.html: every section present, every number traced to the run files, no network."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fixture_run import SITES
+from htmlcheck import check_cell, parse, problems, sources_for
+
+from privehr.report import render_report
+from privehr.report.load import ReportInputError, load_run
+from privehr.report.report import SECTIONS, build_figures, report_html
+
+
+@pytest.fixture(scope="module")
+def html(run_dir: Path) -> str:
+    out = render_report(run_dir)
+    assert out == run_dir / "report.html"
+    return out.read_text(encoding="utf-8")
+
+
+def test_every_section_present_and_non_empty(html):
+    page = parse(html)
+    assert page.sections == [sid for sid, _ in SECTIONS]
+    for sid, _ in SECTIONS:
+        start = html.index(f'data-section="{sid}"')
+        end = html.index("</section>", start)
+        assert len(html[start:end]) > 200, sid
+
+
+def test_every_number_matches_the_run_files(html, run_dir):
+    assert problems(html, run_dir) == []
+
+
+def test_key_numbers_are_traced(html, run_dir):
+    page = parse(html)
+    keys = {c.attrs["data-key"] for c in page.cells}
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for i, c in enumerate(metrics["configs"]):
+        assert f"configs/{i}/global/auroc" in keys, c["name"]
+        assert f"configs/{i}/privacy/epsilon" in keys, c["name"]
+        if "simulation_exact" in c:
+            assert f"configs/{i}/simulation_exact/auroc" in keys, c["name"]
+    for i in range(len(SITES)):
+        assert f"sites/{i}/patients" in keys
+    assert any(k.startswith("attacks/membership/") for k in keys)
+    assert any(k.startswith("attacks/inversion/") for k in keys)
+    assert any(k.startswith("attacks/audit/") for k in keys)
+    assert any(k.startswith("attacks/positive_controls/") for k in keys)
+    assert any(c.attrs.get("data-src") == "rounds" for c in page.cells)
+    assert any(c.attrs.get("data-src") == "ledger" for c in page.cells)
+
+
+def test_small_cells_are_suppressed(html, run_dir):
+    page = parse(html)
+    suppressed = {c.attrs["data-key"] for c in page.cells if c.attrs.get("data-suppressed")}
+    # the 4-patient excluded site, the 8-patient subgroup, and a 10 % prevalence at 40 patients
+    assert "excluded_sites/0/patients" in suppressed
+    assert "configs/0/subgroups/race_ethnicity/asian/n" in suppressed
+    assert "sites/0/prevalence" in suppressed
+    assert "4 patients" not in html  # the excluded site's reason text would reveal its count
+    shown = {c.attrs["data-key"] for c in page.cells if not c.attrs.get("data-suppressed")}
+    assert "sites/1/prevalence" in shown  # 0.3 x 50 = 15 cases, 35 non-cases
+    assert "configs/0/subgroups/race_ethnicity/asian/auroc" not in shown
+
+
+def test_checker_catches_a_wrong_number(html, run_dir):
+    """The check must be able to fail: perturb one metric and one loose number."""
+    src = sources_for(run_dir)
+    page = parse(html)
+    cell = next(c for c in page.cells if c.attrs["data-key"] == "configs/2/global/auroc")
+    assert check_cell(cell, src) is None
+    cell.text = f"{float(cell.text) + 0.01:.3f}"
+    assert check_cell(cell, src) is not None
+    assert problems(html.replace("</main>", "<p>AUROC 0.93</p></main>"), run_dir)
+    assert problems(html.replace("</main>", '<img src="https://x.org/a.png"></main>'), run_dir)
+    assert problems(html.replace("</style>", "@import 'x.css';</style>"), run_dir)
+
+
+def test_self_contained(html):
+    page = parse(html)
+    assert "script" not in page.tags or all(u[2].startswith("data:") for u in page.urls)
+    imgs = [u for u in page.urls if u[0] == "img"]
+    assert imgs and all(u[2].startswith("data:image/png;base64,") for u in imgs)
+
+
+def test_attack_absence_is_visible(bare_run_dir):
+    run_dir = bare_run_dir
+    html = render_report(run_dir).read_text(encoding="utf-8")
+    page = parse(html)
+    assert page.not_run >= 1
+    assert "not run" in html
+    assert problems(html, run_dir) == []
+
+
+def test_summary_compares_attack_auc_with_and_without_dp(html):
+    start = html.index('data-section="summary"')
+    summary = html[start:html.index("</section>", start)]
+    assert 'data-key="attacks/membership/fedavg/lira_online/auc"' in summary
+    assert 'data-key="attacks/membership/fedavg_dp_local_eps2/lira_online/auc"' in summary
+    assert "no better than a coin flip" in summary  # DP config: CI [0.45, 0.55] covers 0.5
+    assert "better than a coin flip" in summary
+
+
+def test_missing_metrics_names_the_fix(tmp_path):
+    with pytest.raises(ReportInputError, match="metrics.json"):
+        render_report(tmp_path)
+
+
+def test_renders_from_the_run_alone(run_dir, tmp_path):
+    """Only files in RUN_DIR are read: a copy elsewhere renders the same numbers."""
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("*.html", "*.lock"))
+    run = load_run(run_dir)
+    figs = build_figures(run)
+    a = report_html(run, figs)
+    b = report_html(load_run(copy), figs)
+    keys_a = [(c.attrs["data-key"], c.text) for c in parse(a).cells]
+    keys_b = [(c.attrs["data-key"], c.text) for c in parse(b).cells]
+    assert keys_a == keys_b
