@@ -1,0 +1,210 @@
+# ruff: noqa: B008  (Typer declares options as argument defaults)
+"""``deploy_app``: the deployment commands (mounted by the main ``privehr`` CLI).
+
+    privehr provision --sites a,b,c --out DIR [--superlink HOST:PORT] [--insecure]
+    privehr coordinator start --credentials DIR/coordinator [--port 9092] [--state DIR]
+    privehr coordinator run STUDY.toml --config NAME --credentials DIR/coordinator --out RUN
+    privehr site approve STUDY.toml --credentials DIR/sites/NAME
+    privehr site start --store STORE.duckdb --credentials DIR/sites/NAME [--runtime-port 9094]
+    privehr audit verify LOG [--roster roster.json] [--peer-log OTHER.jsonl ...]
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+
+import typer
+from rich.console import Console
+
+deploy_app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
+                         help="Real multi-site deployment on Flower.")
+coordinator_app = typer.Typer(no_args_is_help=True, help="The coordinator: SuperLink and study runs.")
+site_app = typer.Typer(no_args_is_help=True, help="A site: approve studies, run its SuperNode.")
+audit_app = typer.Typer(no_args_is_help=True, help="Audit logs.")
+deploy_app.add_typer(coordinator_app, name="coordinator")
+deploy_app.add_typer(site_app, name="site")
+deploy_app.add_typer(audit_app, name="audit")
+console = Console()
+err = Console(stderr=True)
+
+
+def _fail(msg: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {msg}")
+    return typer.Exit(code)
+
+
+@deploy_app.command("provision")
+def provision_cmd(
+    sites: str = typer.Option(..., help="comma-separated site names, e.g. a,b,c"),
+    out: Path = typer.Option(..., help="output folder (coordinator/ and sites/<name>/)"),
+    superlink: str = typer.Option("127.0.0.1:9092", help="address sites dial: HOST:PORT"),
+    host: list[str] = typer.Option([], help="extra DNS names / IPs for the SuperLink certificate"),
+    insecure: bool = typer.Option(False, "--insecure", help="no TLS, no node authentication (rehearsal only)"),
+) -> None:
+    """Create CA, SuperLink certificate, per-site keys and the roster."""
+    import warnings
+
+    from privehr.deploy.provision import INSECURE_WARNING, ProvisionError, provision
+
+    if insecure:
+        err.print(f"[bold red]WARNING:[/] {INSECURE_WARNING}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = provision([s.strip() for s in sites.split(",") if s.strip()], out, superlink=superlink,
+                            hosts=host, insecure=insecure)
+    except ProvisionError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"coordinator files: {res.coordinator}")
+    for name, d in res.sites.items():
+        console.print(f"site {name}: {d}  (copy this folder to the site; private keys are mode 0600)")
+
+
+@coordinator_app.command("start")
+def coordinator_start(
+    credentials: Path = typer.Option(..., help="the coordinator/ folder from provision"),
+    host: str = typer.Option("127.0.0.1", help="listen address (0.0.0.0 for remote sites)"),
+    port: int = typer.Option(9092, help="the SuperLink's single port"),
+    state: Path = typer.Option(Path("superlink-state"), help="SuperLink database + logs + FLWR_HOME"),
+) -> None:
+    """Start the SuperLink (TLS + SuperNode auth, persistent registrations) and register sites."""
+    from privehr.deploy import launch
+    from privehr.deploy.provision import Roster
+
+    roster = Roster.load(credentials / "roster.json")
+    state.mkdir(parents=True, exist_ok=True)
+    link = launch.start("superlink", launch.superlink_argv(credentials, host=host, port=port,
+                                                           database=state / "superlink.db",
+                                                           insecure=roster.insecure),
+                        state / "superlink.log", state / "flwr-home")
+    try:
+        link.wait_for("Uvicorn running", 60)
+        dial = f"127.0.0.1:{port}" if host in ("0.0.0.0", "::") else f"{host}:{port}"  # noqa: S104
+        launch.write_connection(state / "flwr-home", "privehr", dial,
+                                None if roster.insecure else credentials / "ca.crt")
+        if not roster.insecure:
+            ids = launch.register_sites(credentials / "roster.json", credentials, state / "flwr-home", "privehr")
+            console.print(f"registered SuperNodes: {ids}")
+        console.print(f"SuperLink up on {host}:{port}; log {link.log}. Ctrl-C stops it.")
+        _block_until_signal(link)
+    finally:
+        link.stop()
+
+
+@coordinator_app.command("run")
+def coordinator_run(
+    study: Path = typer.Argument(..., help="the study TOML every site approved"),
+    config: str = typer.Option(..., help="which [[configs]] entry to run"),
+    credentials: Path = typer.Option(..., help="the coordinator/ folder from provision"),
+    out: Path = typer.Option(..., help="run folder: model.npy, result.json, audit log, app/"),
+    state: Path = typer.Option(Path("superlink-state"), help="same --state as coordinator start"),
+    min_sites: int = typer.Option(3, help="start once this many sites are connected"),
+    timeout: float = typer.Option(1800.0, help="give up (and stop the run) after this many seconds"),
+) -> None:
+    """Submit a study to the running SuperLink and wait for it to finish."""
+    from privehr.deploy import launch
+
+    app_dir = launch.write_app(out / "app", study=study, config=config, credentials=credentials, out=out,
+                               min_sites=min_sites)
+    res = launch.submit_study(app_dir, state / "flwr-home", "privehr", timeout_s=timeout)
+    (out / "serverapp.log").write_text(res["log"], encoding="utf-8")
+    console.print(f"run {res['run_id']}: {res['status']}")
+    if res["status"] != "finished:completed":
+        raise _fail(f"run did not complete: {res['details']} (log: {out / 'serverapp.log'})", code=1)
+
+
+@site_app.command("approve")
+def site_approve(
+    study: Path = typer.Argument(..., help="the study TOML to approve"),
+    credentials: Path = typer.Option(..., help="this site's folder from provision"),
+) -> None:
+    """Pin a study's configuration hash; the site will answer only approved studies."""
+    from privehr.deploy.approve import approve_file
+
+    a = approve_file(study, credentials)
+    console.print_json(json.dumps(a.summary))
+    console.print(f"approved study {a.name!r}, hash {a.config_hash}")
+
+
+@site_app.command("start")
+def site_start(
+    store: Path = typer.Option(..., help="this site's de-identified store (.duckdb)"),
+    credentials: Path = typer.Option(..., help="this site's folder from provision"),
+    runtime_port: int = typer.Option(9094, help="local port of the SuperNode's Runtime API"),
+    superlink: str = typer.Option("", help="override the SuperLink address from site.json"),
+    state: Path = typer.Option(Path("site-state"), help="SuperNode log and FLWR_HOME"),
+) -> None:
+    """Run this site's SuperNode (process isolation) and answer with the site's own privehr."""
+    from privehr.deploy import launch
+    from privehr.deploy.site_runtime import SiteRuntime
+    from privehr.deploy.site_worker import SiteWorker
+
+    info = json.loads((credentials / "site.json").read_text(encoding="utf-8"))
+    runtime = SiteRuntime(credentials, store)
+    node = launch.start("supernode", launch.supernode_argv(credentials, superlink=superlink or info["superlink"],
+                                                           runtime_port=runtime_port,
+                                                           insecure=bool(info["insecure"])),
+                        state / "supernode.log", state / "flwr-home")
+    worker = SiteWorker(runtime, f"127.0.0.1:{runtime_port}")
+
+    def _stop(*_: object) -> None:
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    try:
+        node.wait_for("SuperNode ID", 90)
+        console.print(f"site {runtime.name} connected; answering with the installed privehr", highlight=False)
+        import threading
+
+        watcher = threading.Thread(target=lambda: (node.popen.wait(), worker.stop.set()), daemon=True)
+        watcher.start()
+        worker.serve()
+    finally:
+        node.stop()
+        runtime.close()
+    if node.popen.returncode not in (0, None, -signal.SIGTERM) and not worker.handled:
+        raise _fail(f"SuperNode exited with code {node.popen.returncode}; see {node.log}", code=1)
+
+
+@audit_app.command("verify")
+def audit_verify(
+    log: Path = typer.Argument(..., help="an audit log (JSONL)"),
+    roster: Path = typer.Option(None, help="roster.json: checks head signatures with the party's key"),
+    peer_log: list[Path] = typer.Option([], help="another party's log that recorded our signed heads"),
+) -> None:
+    """Detect edited, removed, reordered or truncated entries; exit 1 if any."""
+    from privehr.deploy.audit_log import read_entries, verify_log
+    from privehr.deploy.provision import Roster
+
+    entries = read_entries(log)
+    party = entries[0].get("party") if entries else None
+    key = Roster.load(roster).audit_key(party) if roster and party else None
+    rep = verify_log(log, key=key, peer_logs=list(peer_log))
+    for f in rep.findings:
+        err.print(f"seq {f.seq}: {f.problem}")
+    if not rep.ok:
+        raise typer.Exit(1)
+    signed = "signatures checked" if key else "signatures NOT checked (pass --roster)"
+    console.print(f"{log}: {rep.entries} entries by {party!r}, chain intact, {signed}")
+
+
+def _block_until_signal(proc) -> None:
+    stop = {"flag": False}
+
+    def _h(*_: object) -> None:
+        stop["flag"] = True
+
+    signal.signal(signal.SIGTERM, _h)
+    signal.signal(signal.SIGINT, _h)
+    while not stop["flag"] and proc.alive():
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":  # python -m privehr.deploy.cli ... (used by tests and rehearsals)
+    deploy_app(prog_name="privehr")
+    sys.exit(0)
