@@ -19,6 +19,7 @@ written, and names the sub-event at fault by its path -- a bad event changes not
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -160,6 +161,7 @@ class Accountant:
     def __init__(self, *, value_discretization_interval: float = 1e-4, cache_size: int = 256):
         self.value_discretization_interval = value_discretization_interval
         self.cache_size = cache_size
+        self._lock = threading.RLock()
         self._cache: dict[tuple, float | None] = {}
         self._pld_cache: dict[tuple, object] = {}  # (leaf key, count) -> composed PLD
         self._base_cache: dict[str, object] = {}  # leaf key -> PLD of one occurrence
@@ -193,6 +195,10 @@ class Accountant:
         return self._epsilon(list(leaves), delta, method)
 
     def _epsilon(self, leaves: list[Leaf], delta: float, method: str) -> float | None:
+        with self._lock:  # the caches are shared by threads reading one ledger
+            return self._epsilon_locked(leaves, delta, method)
+
+    def _epsilon_locked(self, leaves: list[Leaf], delta: float, method: str) -> float | None:
         if any(isinstance(leaf.event, de.NonPrivateDpEvent) for leaf in leaves):
             return math.inf
         key = (method, delta, tuple((leaf.key, leaf.count) for leaf in leaves))
@@ -218,9 +224,7 @@ class Accountant:
                 for leaf in leaves:
                     acct.compose(leaf.event, leaf.count)
                 value = float(acct.get_epsilon(delta))
-        if len(self._cache) >= self.cache_size:
-            self._cache.pop(next(iter(self._cache)))
-        self._cache[key] = value
+        _bounded_put(self._cache, key, value, self.cache_size)
         return value
 
     # -- fast PLD path ----------------------------------------------------------------------
@@ -314,5 +318,5 @@ class Accountant:
 
 def _bounded_put(cache: dict, key, value, size: int) -> None:
     if len(cache) >= size:
-        cache.pop(next(iter(cache)))
+        cache.pop(next(iter(cache)), None)
     cache[key] = value
