@@ -109,7 +109,12 @@ def pad_by_patient(
 
 @dataclass(frozen=True)
 class DpSgdResult:
-    """What local DP-SGD did. ``event`` is what the site charges to its ledger."""
+    """What local DP-SGD did. ``event`` is what the site charges to its ledger.
+
+    Only the model update is covered by ``event``. ``mean_batch``, ``batch_sizes`` and
+    ``clipped_fraction`` are computed from the data *without* noise: they are local
+    diagnostics. Sending them off-site would be a separate, non-private release.
+    """
 
     event: de.DpEvent
     nominal_event: de.DpEvent
