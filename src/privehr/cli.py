@@ -189,6 +189,127 @@ def demo(
     _run(cfg, out, base=repo_root())
 
 
+@app.command()
+@friendly
+def sites(
+    store: Path = typer.Argument(..., help="A store holding one or more ingested exports."),
+    method: str = typer.Option("source", help="source | organization | stratified | dirichlet"),
+    task: str = typer.Option("readmission_30d", help="Task whose cohort and prevalence to show."),
+    k: int | None = typer.Option(None, help="Number of sites (organization regions, stratified, dirichlet)."),
+    alpha: float = typer.Option(0.5, help="Dirichlet concentration (smaller = more non-IID)."),
+    min_patients: int = typer.Option(50, help="Sites below this are merged (or excluded with --exclude-small)."),
+    exclude_small: bool = typer.Option(False, "--exclude-small", help="Exclude small sites instead of merging."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Split a store into sites; print site, patients, examples and outcome prevalence."""
+    from privehr.ehr.features import build_task_data
+    from privehr.ehr.sites import plan_sites, summarise_sites
+    from privehr.ehr.store import open_store
+    from privehr.ehr.tasks import get_task
+
+    if not store.exists():
+        raise FileNotFoundError(f"{store}: no such store; create it with `privehr ingest EXPORT --store {store}`")
+    con = open_store(store)
+    try:
+        td = build_task_data(con, get_task(task))
+        plan = plan_sites(con, method, td, k=k, alpha=alpha, seed=seed, min_patients=min_patients,
+                          small="exclude" if exclude_small else "merge")
+        rows = summarise_sites(plan, plan.split(td))
+    finally:
+        con.close()
+    table = Table(title=f"{method} split of {store.name} — task {task}")
+    for col in ("site", "patients", "examples", "positives", "prevalence"):
+        table.add_column(col, justify="left" if col == "site" else "right")
+    for r in rows:
+        prev = r.get("prevalence")
+        table.add_row(str(r["site"]), str(r["patients"]), str(r["examples"]), str(r.get("positives", "")),
+                      "–" if prev is None else f"{prev:.3f}")
+    console.print(table)
+    for note in plan.notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+@app.command()
+@friendly
+def ledger(
+    target: Path = typer.Argument(..., help="A site store (.duckdb) or a run directory."),
+    releases: int = typer.Option(20, help="How many of the latest releases to list per site (0 = all)."),
+) -> None:
+    """A site's ε, release by release and study by study (from the ledger beside its store)."""
+    from privehr.privacy.ledger import PrivacyLedger, ledger_path_for_store
+
+    if target.is_dir():
+        paths = sorted((target / "stores").glob("*.ledger.jsonl"))
+        if not paths:
+            raise FileNotFoundError(f"{target}: no stores/*.ledger.jsonl here; is it a run directory?")
+    else:
+        paths = [ledger_path_for_store(target)]
+        if not paths[0].exists():
+            raise FileNotFoundError(f"{paths[0]}: no ledger yet (the store has made no release)")
+    for path in paths:
+        led = PrivacyLedger(path)
+        eps = led.epsilon()
+        console.rule(f"[bold]{led.site}[/] — ε = {'∞ (a non-private release was made)' if eps == float('inf') else f'{eps:.3f}'}"
+                     f" at δ = {led.delta:g}")
+        t = Table(title="by study")
+        for col in ("study", "releases", "non-private", "ε of study alone", "ε cumulative after"):
+            t.add_column(col)
+        for study, row in led.by_study().items():
+            t.add_row(study, str(row["releases"]), str(row["non_private"]), _eps_text(row["epsilon_alone"]),
+                      _eps_text(row["epsilon_cumulative_after"]))
+        console.print(t)
+        entries = led.entries()
+        shown = entries if releases == 0 else entries[-releases:]
+        r = Table(title=f"releases ({len(shown)} of {len(entries)})")
+        for col in ("#", "study", "config", "round", "kind", "event", "ε cumulative"):
+            r.add_column(col)
+        for e in shown:
+            r.add_row(str(e.seq), e.study, e.config, str(e.round), e.kind, type(e.event).__name__, _eps_text(e.epsilon))
+        console.print(r)
+
+
+def _eps_text(x: float | None) -> str:
+    return "∞" if x is None or x == float("inf") else f"{x:.3f}"
+
+
+@app.command()
+@friendly
+def score(
+    export: Path = typer.Argument(..., help="The scoring site's own export (CSV or FHIR) or store (.duckdb)."),
+    run: Path = typer.Option(..., "--run", help="Run directory holding the model (metrics.json, models/)."),
+    config: str = typer.Option("fedavg", "--config", help="Which configuration's final model to use."),
+    encrypted: bool = typer.Option(True, "--encrypted/--plain", help="CKKS: the host never sees the patients."),
+    out: Path = typer.Option(Path("scores.csv"), "--out", help="CSV of (patient pseudonym, score)."),
+) -> None:
+    """Score a site's patients against a federated model (encrypted: the site never sees the weights)."""
+    import numpy as np
+
+    from privehr.ehr.features import build_task_data
+    from privehr.ehr.store import ingest as do_ingest
+    from privehr.ehr.store import open_store
+    from privehr.ehr.tasks import get_task
+    from privehr.federation.scoring import score_patients
+
+    metrics = json.loads((run / "metrics.json").read_text(encoding="utf-8"))
+    entry = next((c for c in metrics["configs"] if c["name"] == config), None)
+    if entry is None or "standardizer" not in entry:
+        names = [c["name"] for c in metrics["configs"] if "standardizer" in c]
+        raise FileNotFoundError(f"{run}: no federated configuration {config!r}; choose one of {names}")
+    if not encrypted:
+        raise typer.BadParameter("plain scoring hands the model to the site; use --encrypted")
+    store = export if export.suffix == ".duckdb" else out.with_suffix(".duckdb")
+    if store is not export:
+        do_ingest(export, store)
+    con = open_store(store)
+    try:
+        td = build_task_data(con, get_task(metrics["study"]["task"]))
+    finally:
+        con.close()
+    params = np.load(run / "models" / f"{config}.npy")
+    result = score_patients(td.X, td.patient_id, params, entry["standardizer"], site_id=export.stem, out_csv=out)
+    console.print_json(data=result)
+
+
 def main() -> None:
     import torch
 

@@ -131,6 +131,8 @@ def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) ->
         rounds_lines += [{"config": entry.name, **r} for r in res.rounds]
         if ui:
             ui.config_done(res.entry)
+    scoring = _encrypted_scoring(cfg, prep, entries, run_dir, ui)
+    timings["encrypted_scoring"] = scoring.get("seconds", 0.0) if scoring else 0.0
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,
         "study": {"id": study_id, "name": cfg.study.name, "task": cfg.study.task, "model": cfg.study.model,
@@ -143,6 +145,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) ->
                    "delta": site_delta(s.n_patients)} for s in prep.sites],
         "excluded_sites": prep.excluded,
         "configs": entries,
+        "encrypted_scoring": scoring,
         "ledger_totals": book.store_totals(),
         "timings": timings,
     }
@@ -153,6 +156,32 @@ def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) ->
             fh.write(json.dumps(line, sort_keys=True) + "\n")
     (run_dir / "summary.md").write_text(summary_markdown(metrics), encoding="utf-8")
     return metrics
+
+
+def _encrypted_scoring(cfg: StudyConfig, prep: PreparedStudy, entries: list[dict[str, Any]], run_dir: Path,
+                       ui: Any) -> dict[str, Any] | None:
+    """Score a site outside the federation (or one site's test patients) under CKKS."""
+    from privehr.federation.scoring import score_patients
+
+    source = next((e for e in entries if e["method"] == "fedavg" and e["protection"] == "none"), None)
+    if source is None or cfg.study.model != "logreg":
+        return None
+    if ui:
+        ui.stage("encrypted scoring")
+    params = np.load(run_dir / "models" / f"{source['name']}.npy")
+    if prep.outside:
+        site, td = next(iter(sorted(prep.outside.items())))
+        X, pids, who = td.X, td.patient_id, "a site outside the federation (all its cohort patients)"
+    else:
+        s = prep.sites[0]
+        site, X, pids, who = s.name, s.data.X_test, s.data.pid_test, "one member site's test patients"
+    out = score_patients(X, pids, params, source["standardizer"], site_id=site,
+                         out_csv=run_dir / "scores" / f"{site}.encrypted.csv")
+    out.update({"model": source["name"], "who": who})
+    if ui:
+        ui.stage_done(f"encrypted scoring: {out['patients']} patients of {site}, max |Δ| vs plaintext "
+                      f"{out['max_abs_deviation_from_plaintext']:.2e}")
+    return out
 
 
 def _task_text(name: str) -> str:

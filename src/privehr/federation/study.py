@@ -43,6 +43,7 @@ class PreparedStudy:
     feature_names: list[str]
     excluded: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
+    outside: dict[str, Any] = field(default_factory=dict)  # TaskData of sites left out
 
 
 def resolve_exports(patterns: list[str], base: Path) -> list[Path]:
@@ -72,6 +73,7 @@ def prepare(cfg: StudyConfig, run_dir: Path, base: Path, progress: Progress | No
     timings: dict[str, float] = {"ingest": 0.0, "task": 0.0}
     sites: list[PreparedSite] = []
     excluded: list[dict[str, Any]] = []
+    outside: dict[str, Any] = {}
     names: list[str] | None = None
     for i, export in enumerate(exports):
         name = export.name
@@ -97,6 +99,7 @@ def prepare(cfg: StudyConfig, run_dir: Path, base: Path, progress: Progress | No
             why = (f"{n_pat} patients < minimum {cfg.study.min_site_patients}"
                    if n_pat < cfg.study.min_site_patients else "only one outcome class in the task's cohort")
             excluded.append({"site": name, "patients": n_pat, "reason": why})
+            outside[name] = td  # kept for demos that need a site outside the federation
             continue
         names = names or list(td.feature_names)
         if list(td.feature_names) != names:
@@ -111,7 +114,7 @@ def prepare(cfg: StudyConfig, run_dir: Path, base: Path, progress: Progress | No
         sites.append(PreparedSite(name, store, data, n_pat, float(np.mean(td.y)), int(len(np.unique(td.patient_id)))))
     if len(sites) < 1:
         raise RuntimeError("no site is large enough for this task; lower study.min_site_patients or add data")
-    return PreparedStudy(cfg, sites, names or [], excluded, timings)
+    return PreparedStudy(cfg, sites, names or [], excluded, timings, outside)
 
 
 def _fingerprint(export: Path) -> str:
