@@ -39,13 +39,14 @@ def protections_run(run: RunData) -> list[str]:
 
 
 def trust_boundary_dot(run: RunData) -> str:
-    """DOT source: sites as clusters (trust boundaries), coordinator, protected edges."""
+    """DOT source: sites as clusters (trust boundaries), coordinator, one protected edge each."""
     sites = [str(s["site"]) for s in run.metrics.get("sites", [])]
     prots = protections_run(run)
     drawn = sites[:MAX_DRAWN_SITES]
+    crossing = [CROSSES.get(p, (f"{p} update", ""))[0] for p in prots] or ["nothing (baselines)"]
     lines = [
         "digraph federation {",
-        '  graph [rankdir=LR, fontname="Helvetica", fontsize=11, nodesep=0.25, ranksep=1.1];',
+        '  graph [rankdir=LR, fontname="Helvetica", fontsize=11, nodesep=0.3, ranksep=0.9];',
         '  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica",'
         " fontsize=10];",
         '  edge [fontname="Helvetica", fontsize=9];',
@@ -56,31 +57,29 @@ def trust_boundary_dot(run: RunData) -> str:
             f"    label={_q('site ' + site + ' (trust boundary)')}; style=dashed; color=\"#b22222\";",
             f"    raw{i} [label={_q('raw EHR store' + chr(10) + '(never leaves)')}, "
             'fillcolor="#fde0dc"];',
-            f"    train{i} [label={_q('local training' + chr(10) + '+ outbound gate / ledger')}];",
-            f"    raw{i} -> train{i} [label=\"features\"];",
+            f"    train{i} [label={_q('local training' + chr(10) + 'outbound gate + ledger')}];",
+            f"    raw{i} -> train{i};",
             "  }",
+            f'  train{i} -> agg [penwidth=1.6, color="#333333"];',
+            f"  model -> train{i} [style=dotted, arrowsize=0.6];",
         ]
     hidden = len(sites) - len(drawn)
     if hidden > 0:
         lines.append(f"  more [label={_q(f'… {hidden} more sites, same boundary')}, "
                      'shape=note, fillcolor="#f3f3f3"];')
+        lines.append('  more -> agg [style=dashed, color="#888888"];')
     lines += [
         "  subgraph cluster_coord {",
-        '    label="coordinator (untrusted: may lie, sees only what crosses)"; color="#1f3a93";',
-        '    agg [label="aggregate\\n(sum / unmask / decrypt-free add)", fillcolor="#dde7f7"];',
+        '    label="coordinator (untrusted: may lie)"; color="#1f3a93";',
+        '    agg [label="aggregate\\n(sum · unmask · add ciphertexts)", fillcolor="#dde7f7"];',
         '    model [label="global model\\n(released)", fillcolor="#e8f4e8"];',
         "    agg -> model;",
         "  }",
+        '  crosses [shape=note, fillcolor="#fffbe6", label="What crosses a site boundary in this '
+        'run:\\l' + "".join(_q("• " + c)[1:-1] + "\\l" for c in crossing) + '"];',
+        '  crosses -> agg [style=invis];',
+        "}",
     ]
-    for i in range(len(drawn)):
-        for prot in prots:
-            label, colour = CROSSES.get(prot, (f"{prot} update", "#888888"))
-            lines.append(f"  train{i} -> agg [label={_q(label) if i == 0 else _q('')}, "
-                         f'color="{colour}", fontcolor="{colour}"];')
-        lines.append(f'  model -> train{i} [style=dotted, label={_q("global model" if i == 0 else "")}];')
-    if hidden > 0:
-        lines.append('  more -> agg [style=dashed, color="#888888"];')
-    lines.append("}")
     return "\n".join(lines)
 
 

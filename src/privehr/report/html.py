@@ -25,7 +25,7 @@ th, td { border-bottom: 1px solid var(--line); padding: .25rem .55rem; text-alig
          vertical-align: top; }
 th:first-child, td:first-child, td.l, th.l { text-align: left; }
 th { background: #f4f6fa; font-weight: 600; }
-.ci { color: var(--muted); font-size: .8em; } .note { color: var(--muted); font-size: .9rem; }
+.ci { color: var(--muted); font-size: .8em; } .n { white-space: nowrap; } .note { color: var(--muted); font-size: .9rem; }
 .suppressed { color: var(--muted); font-style: italic; }
 .warn { color: var(--warn); font-weight: 600; }
 .id { font-family: ui-monospace, Menlo, Consolas, monospace; font-size: .92em; }

@@ -66,7 +66,7 @@ def privacy_utility(run: RunData) -> str | None:
     ax.axhline(0.5, color="#bbbbbb", linewidth=0.8)
     ax.set_xscale("log")
     ticks = sorted({_eps(c) for c in private})
-    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.set_xticks(ticks, [f"{t:.2g}" for t in ticks])
     ax.minorticks_off()
     ax.set_xlabel("ε (worst site, from privacy.epsilon)")
     ax.set_ylabel("AUROC (released, bootstrap CI)")
@@ -125,18 +125,20 @@ def audit(run: RunData) -> str | None:
     rows = [(cfg, r) for cfg, r in aud.items() if isinstance(r, dict) and "eps_lower_bound" in r]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7.0, 0.8 + 0.4 * len(rows)))
+    fig, ax = plt.subplots(figsize=(7.0, 1.2 + 0.6 * len(rows)))
     ys = range(len(rows))
     ax.barh([y + 0.2 for y in ys], [r["eps_lower_bound"] for _, r in rows], height=0.4,
             color="#d62728", label="audit lower bound")
-    finite = []
+    labelled = False
     for y, (_, r) in zip(ys, rows, strict=True):
         le = r.get("ledger_epsilon")
         if isinstance(le, int | float) and math.isfinite(le):
-            finite.append(le)
-            ax.barh(y - 0.2, le, height=0.4, color="#2ca02c", label="ledger ε" if y == 0 else None)
+            ax.barh(y - 0.2, le, height=0.4, color="#2ca02c",
+                    label=None if labelled else "ledger ε")
+            labelled = True
         else:
-            ax.text(0, y - 0.2, " ledger ε = ∞ (non-private)", va="center", fontsize=8)
+            ax.text(0.99, y - 0.2, "ledger ε = ∞ (non-private)", va="center", ha="right",
+                    fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_yticks(list(ys), [c for c, _ in rows], fontsize=8)
     ax.set_xlabel("ε")
     ax.set_title("Audit lower bound vs ledger ε (bound must stay below)")

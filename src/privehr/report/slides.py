@@ -15,7 +15,6 @@ from privehr.report.load import RunData, load_run
 from privehr.report.narrative import attacker_summary, limits
 from privehr.report.report import Figures, best_private, build_figures, reference
 from privehr.report.sections_privacy import ledger_view
-from privehr.report.sections_utility import cost
 from privehr.report.values import cell, ci_cell, esc, text_cell
 
 SLIDES_FILE = "slides.html"
@@ -28,7 +27,10 @@ body { background: #10141c; }
 .slide h2 { font-size: 2rem; margin-top: 0; border: none; color: var(--accent); }
 .slide img.plot { max-height: 60vh; align-self: center; }
 .slide .diagram svg { max-height: 65vh; }
-.slide ul { font-size: 1.15rem; } .slide table { font-size: .9rem; }
+.slide { font-size: 1.25rem; } .slide ul li { margin-bottom: .5rem; }
+.slide table { font-size: .8rem; } .slide h1 { font-size: 2.6rem; margin-top: 20vh; }
+.cols { display: flex; gap: 2rem; align-items: flex-start; } .cols > * { flex: 1 1 0; min-width: 0; }
+.cols img.plot { max-width: 100%; }
 .slide pre { font-size: .75rem; max-height: 22vh; }
 .pageno { position: fixed; right: 1rem; bottom: .6rem; color: #888; font-size: .8rem; }
 @media print {
@@ -52,7 +54,8 @@ SLIDE_JS = """
   document.addEventListener('click', function (e) {
     if (e.target.closest('a, summary, details')) { return; }
     show(e.clientX < window.innerWidth / 4 ? i - 1 : i + 1); });
-  show(0);
+  var start = parseInt((location.hash || '').replace('#', ''), 10);
+  show(isNaN(start) ? 0 : start - 1);
 })();
 """
 
@@ -91,8 +94,25 @@ def _buys(run: RunData, figs: Figures) -> str:
             rows.append([esc(label), text_cell(m, f"configs/{i}/name", cls="t id"),
                          ci_cell(m, f"configs/{i}/global", "auroc"),
                          cell(m, f"configs/{i}/privacy/epsilon", 2)])
-    return (_img(figs.privacy_utility, "AUROC against epsilon", "No private configuration ran.")
-            + table(["reference", "configuration", "AUROC [CI]", "ε"], rows))
+    return ('<div class="cols"><div>'
+            + _img(figs.privacy_utility, "AUROC against epsilon", "No private configuration ran.")
+            + "</div><div>" + table(["reference", "configuration", "AUROC [CI]", "ε"], rows)
+            + "</div></div>")
+
+
+def _cost_table(run: RunData) -> str:
+    m = run.metrics
+    rows = []
+    for i, c in enumerate(run.configs):
+        r_key = f"configs/{i}/rounds_completed"
+        if not c.get("bytes") or not c.get("rounds_completed"):
+            continue
+        rows.append([text_cell(m, f"configs/{i}/name", cls="t id"),
+                     text_cell(m, f"configs/{i}/protection"),
+                     cell(m, f"configs/{i}/seconds", 2, div=r_key),
+                     cell(m, f"configs/{i}/bytes/*/up", 0, agg="mean", div=r_key)])
+    return table(["configuration", "protection", "seconds per round",
+                  "bytes up per site per round"], rows)
 
 
 def _utility(run: RunData) -> str:
@@ -140,11 +160,15 @@ def slides_html(run: RunData, figs: Figures | None = None) -> str:
                f"<ul>{bullets}</ul>" + (_img(figs.membership, "membership inference", "")
                                         if figs.membership else "")),
         _slide("audit", "Audit lower bound vs ledger ε",
-               _img(figs.audit, "audit", "The one-run audit was not run in this study.")
-               + _img(figs.ledger, "ledger", "No private ledger curve in this run.")),
+               '<div class="cols"><div>'
+               + _img(figs.audit, "audit", "The one-run audit was not run in this study.")
+               + "</div><div>"
+               + _img(figs.ledger, "ledger", "No private ledger curve in this run.")
+               + "</div></div>"),
         _slide("cost", "Cost: time and bytes per round",
-               _img(figs.cost, "cost", "No federated configuration exchanged bytes.")
-               + cost(run)),
+               '<div class="cols"><div>'
+               + _img(figs.cost, "cost", "No federated configuration exchanged bytes.")
+               + f"</div><div>{_cost_table(run)}</div></div>"),
         _slide("limits", "Limits and assumptions",
                "<ul>" + "".join(f"<li>{s}</li>" for s in limits(run, view)) + "</ul>"),
         _slide("reproduce", "How to reproduce", _reproduce(run)),
