@@ -48,6 +48,7 @@ class FederationSection(_Strict):
 class PrivacySection(_Strict):
     delta: float | None = Field(None, gt=0, lt=1, description="None: min(1e-5, 1/(10 n)) per site")
     budget_epsilon: float = Field(math.inf, gt=0)
+    on_budget_exhausted: Literal["stop", "continue"] = "continue"  # continue = without that site
     clip_norm: float = Field(1.0, gt=0)
     sampling_rate: float = Field(0.1, gt=0, le=1)
     dp_evaluation: bool = True

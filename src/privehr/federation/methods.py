@@ -129,6 +129,23 @@ def _exact_eval(cfg: StudyConfig, sites, params: np.ndarray, standardizer: dict[
     return out
 
 
+def _round_bytes(coord: Coordinator, round_: int) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for lg in coord.stage_logs:
+        if lg.round != round_:
+            continue
+        for s, n in lg.sent.items():
+            out.setdefault(s, {"down": 0, "up": 0})["down"] += n
+        for s, n in lg.received.items():
+            out.setdefault(s, {"down": 0, "up": 0})["up"] += n
+    return out
+
+
+def _budget_refusals(coord: Coordinator, round_: int) -> list[str]:
+    code = int(P.ErrorCode.BUDGET_EXHAUSTED)
+    return sorted({s for lg in coord.stage_logs if lg.round == round_ for s, c in lg.errors.items() if c == code})
+
+
 def server_optimizer(entry: ConfigEntry):
     if entry.server_optimizer == "fedavgm":
         return FedAvgM(momentum=0.9, lr=1.0)
@@ -145,6 +162,7 @@ def run_federated(
     charge_for: Callable[[str, str], Callable],
     protection: Any,
     study_id: str,
+    precheck_for: Callable[[str], Callable] | None = None,
 ) -> ConfigResult:
     """Run FedAvg/FedProx with ``protection`` (a mode object from ``modes``) over the simulator."""
     t_start = time.perf_counter()
@@ -153,7 +171,8 @@ def run_federated(
         handlers = SiteHandlers(s.data, model_kind=cfg.study.model, hidden=cfg.study.hidden,
                                 seed=cfg.study.seed, n_boot=cfg.study.bootstrap,
                                 plugins=protection.site_plugins(s))
-        nodes[s.name] = SiteNode(s.name, handlers, charge_for(s.name, entry.name))
+        nodes[s.name] = SiteNode(s.name, handlers, charge_for(s.name, entry.name),
+                                 precheck_for(s.name) if precheck_for else None)
     plan = DropoutPlan()
     for site, stage, rnd in entry.dropouts:
         plan.drop(site, stage, rnd)
@@ -182,10 +201,18 @@ def run_federated(
                                                 protection.aggregate, kind=protection.request_kind)
         except RoundAborted as exc:
             rounds_log.append({"round": r, "aborted": str(exc), "seconds": time.perf_counter() - t0})
-            continue
-        state, params = opt.next(state, params, delta)
-        rounds_log.append({"round": r, "sites": included, "seconds": time.perf_counter() - t0,
-                           "update_l2": float(np.linalg.norm(delta)), **protection.round_measurements()})
+        else:
+            state, params = opt.next(state, params, delta)
+            rounds_log.append({"round": r, "sites": included, "seconds": time.perf_counter() - t0,
+                               "update_l2": float(np.linalg.norm(delta)), "bytes": _round_bytes(coord, r),
+                               **protection.round_measurements()})
+        refused = _budget_refusals(coord, r)
+        if refused:
+            rounds_log[-1]["budget_exhausted"] = refused
+            if cfg.privacy.on_budget_exhausted == "stop":
+                rounds_log[-1]["stopped"] = f"privacy budget exhausted at {refused}; study stopped"
+                break
+            transport.exclude(refused)
     eval_dp = protection.evaluation_dp(cfg)
     replies = coord.broadcast(P.EVALUATE, {"params": np.asarray(params, np.float32), "standardizer": standardizer,
                                            "dp": eval_dp}, n_rounds + 1)

@@ -167,9 +167,12 @@ class DpLocalProtection(_PrivateBase):
 
         def dp_local(handlers, msg):
             from privehr.learning.models import get_flat
+            from privehr.privacy.calibration import dpsgd_event
             from privehr.privacy.dpsgd import dp_sgd_local, pad_by_patient
 
             cfg = msg.payload["config"]
+            # Refuse before any data is touched if this round would exceed the site's budget.
+            handlers.node.precheck(dpsgd_event(float(cfg["q"]), float(cfg["sigma"]), int(cfg["steps"])))
             params = msg.payload["params"].astype(np.float32)
             model = handlers._model(params)
             X = handlers._standardise(handlers.data.X_train, cfg["standardizer"])

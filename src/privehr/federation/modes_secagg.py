@@ -215,14 +215,18 @@ class DdpProtection(_PrivateBase, _SecAggBase):
 
             cfg = msg.payload["config"]
             sa = cfg["secagg"]
+            dim = int(sa["dim"])
+            sens, site_std = float(cfg["sensitivity"]), float(cfg["site_std"])
+            planned = DistributedDiscreteGaussianEvent(
+                sigma_lattice=site_std, l2_sensitivity_lattice=sens, sampling_prob=float(cfg["q"]), steps=1,
+                n_sites_min=self.t_min, dimension=dim)
+            handlers.node.precheck(planned)  # before any data is touched
             params = msg.payload["params"].astype(np.float32)
             model = handlers._model(params)
             X = handlers._standardise(handlers.data.X_train, cfg["standardizer"])
             padded = pad_by_patient(X, handlers.data.y_train, handlers.data.pid_train)
             rng = noise.generator()
             chosen = np.flatnonzero(rng.random(padded.Xp.shape[0]) < float(cfg["q"]))  # Poisson sampling
-            dim = int(sa["dim"])
-            sens, site_std = float(cfg["sensitivity"]), float(cfg["site_std"])
             total = np.zeros(dim, dtype=np.int64)
             if chosen.size:
                 method = "logreg" if self.cfg.study.model == "logreg" else "opacus"
@@ -236,9 +240,7 @@ class DdpProtection(_PrivateBase, _SecAggBase):
             total += sample_discrete_gaussian(site_std, dim, rng)
             words, wraps = ModularCodec(int(sa["bits"])).encode(total)
             state.start(sa, words, msg.payload["params"])
-            event = DistributedDiscreteGaussianEvent(
-                sigma_lattice=site_std, l2_sensitivity_lattice=sens, sampling_prob=float(cfg["q"]), steps=1,
-                n_sites_min=self.t_min, dimension=dim) if noise.is_private else None
+            event = planned if noise.is_private else None
             return words, event, {"sampled": int(chosen.size), "wraps": int(wraps)}
 
         plugins.update({"ddp": encode, "secagg_site": state.engine})

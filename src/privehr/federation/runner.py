@@ -58,6 +58,10 @@ class LedgerBook:
 
         return charge
 
+    def precheck_for(self, site: str) -> Callable:
+        ledger = self.ledgers[site]
+        return lambda event: ledger.check(event)
+
     def config_privacy(self, config: str) -> dict[str, Any]:
         """(ε, δ) of this configuration's releases at each site, from the events it charged.
 
@@ -91,6 +95,14 @@ class LedgerBook:
                 for site, led in self.ledgers.items()}
 
 
+def _noise_source(cfg: StudyConfig):
+    """OS entropy, except the test-only seeded mode (which makes every DP release non-private)."""
+    from privehr.privacy.noise import NoiseSource
+
+    seed = cfg.privacy.seeded_noise_for_tests
+    return NoiseSource.secure() if seed is None else NoiseSource.seeded_for_tests(seed)
+
+
 def _finite(x: float | None) -> float | None:
     """JSON has no infinity: ``None`` means ε = ∞ (a non-private release happened)."""
     return None if x is None or math.isinf(x) else float(x)
@@ -121,9 +133,9 @@ def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) ->
 
             res = run_loso(cfg, prep.sites, entry, book=book, study_id=study_id)
         else:
-            protection = make_protection(entry, cfg, prep)
+            protection = make_protection(entry, cfg, prep, _noise_source(cfg))
             res = run_federated(cfg, prep.sites, entry, charge_for=book.charge_for, protection=protection,
-                                study_id=study_id)
+                                study_id=study_id, precheck_for=book.precheck_for)
             res.entry["privacy"] = book.config_privacy(entry.name)
         timings[f"config:{entry.name}"] = time.perf_counter() - t1
         np.save(run_dir / "models" / f"{entry.name}.npy", res.params)
@@ -136,7 +148,9 @@ def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) ->
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,
         "study": {"id": study_id, "name": cfg.study.name, "task": cfg.study.task, "model": cfg.study.model,
-                  "seed": cfg.study.seed, "config_hash": cfg.config_hash()},
+                  "seed": cfg.study.seed, "config_hash": cfg.config_hash(),
+                  "noise": "seeded (TEST MODE: not private)" if cfg.privacy.seeded_noise_for_tests is not None
+                  else "OS entropy"},
         "feature_names": prep.feature_names,
         "task_definition": _task_text(cfg.study.task),
         "sites": [{"site": s.name, "patients": s.n_patients, "cohort_patients": s.cohort_patients,

@@ -57,6 +57,11 @@ class InProcessTransport:
             replies[site] = reply if time.perf_counter() - t0 <= deadline_s else None
         return replies
 
+    def exclude(self, sites: list[str]) -> None:
+        """Leave sites out from now on (e.g. their privacy budget is exhausted)."""
+        for s in sites:
+            self.nodes.pop(s, None)
+
     def start_round(self, round_: int) -> None:
         self.current_round = round_
         self.dropouts.new_round()

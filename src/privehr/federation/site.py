@@ -19,6 +19,7 @@ from privehr.federation import protocol as P
 from privehr.federation.gate import GateRejection, OutboundGate, Release
 from privehr.federation.handlers import SiteHandlers
 from privehr.federation.wire import Message, WireError, decode
+from privehr.privacy.errors import BudgetExceeded
 
 log = logging.getLogger(__name__)
 
@@ -43,10 +44,12 @@ class SiteData:
 class SiteNode:
     """Bytes in, bytes out. ``handlers`` implement each request kind for this site's mode."""
 
-    def __init__(self, name: str, handlers: SiteHandlers, charge: Callable[[Message, Release], None]):
+    def __init__(self, name: str, handlers: SiteHandlers, charge: Callable[[Message, Release], None],
+                 precheck: Callable[[Any], None] | None = None):
         self.name = name
         self.gate = OutboundGate(name, charge)
         self.handlers = handlers
+        self.precheck = precheck or (lambda event: None)  # ledger.check: raises before data is touched
         self.handlers.bind(self)
 
     def handle(self, data: bytes) -> bytes:
@@ -60,6 +63,9 @@ class SiteNode:
         self.gate.received(msg.round, len(data))
         try:
             payload, release, constraints = self.handlers.dispatch(msg)
+        except BudgetExceeded as exc:
+            log.warning("%s", exc)  # local log only: names the site, spent and remaining
+            return self._error(msg, P.ErrorCode.BUDGET_EXHAUSTED)
         except GateRejection:
             log.warning("site %s: outgoing update rejected at the gate (round %d)", self.name, msg.round)
             return self._error(msg, P.ErrorCode.INVALID_UPDATE)
@@ -70,6 +76,9 @@ class SiteNode:
         reply = Message(P.REPLY, msg.study, msg.round, self.name, msg.sender, payload)
         try:
             return self.gate.emit(reply, release, constraints)
+        except BudgetExceeded as exc:
+            log.warning("%s", exc)
+            return self._error(msg, P.ErrorCode.BUDGET_EXHAUSTED)
         except GateRejection:
             log.warning("site %s: outgoing update rejected at the gate (round %d)", self.name, msg.round)
             return self._error(msg, P.ErrorCode.INVALID_UPDATE)
