@@ -158,8 +158,55 @@ def _run(cfg, out: Path, base: Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     metrics = run_study(cfg, out, base, ui=ui)
     _print_metrics(metrics)
-    console.print(f"run directory: [bold]{out}[/] (total {time.perf_counter() - t0:.1f} s)")
+    console.print(f"run directory: [bold]{out}[/]")
+    for label, fn in (("report", "render_report"), ("slides", "render_slides")):
+        path = _render(fn, out)
+        if path is not None:
+            console.print(f"{label}: [bold]{path}[/]")
+    console.print(f"total {time.perf_counter() - t0:.1f} s")
     return metrics
+
+
+def _render(fn_name: str, run_dir: Path) -> Path | None:
+    try:
+        import privehr.report as report
+    except ImportError:  # pragma: no cover
+        return None
+    fn = getattr(report, fn_name, None)
+    return fn(run_dir) if fn is not None else None
+
+
+@app.command()
+@friendly
+def attack(run_dir: Path = typer.Argument(..., help="A run directory written by `privehr study`.")) -> None:
+    """Run membership inference, update inversion and the one-run audit on an existing run."""
+    from privehr.federation.config import parse_config
+    from privehr.federation.runner import LedgerBook, run_attacks
+    from privehr.federation.study import prepare, write_json
+
+    resolved = json.loads((run_dir / "config.resolved.json").read_text(encoding="utf-8"))
+    cfg = parse_config(resolved["config"], source=str(run_dir / "config.resolved.json"))
+    metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+    prep = prepare(cfg, run_dir, repo_root())
+    book = LedgerBook(prep, metrics["study"]["id"])
+    metrics["attacks"] = run_attacks(cfg, prep, metrics, run_dir, book, RichUI())
+    metrics["ledger_totals"] = book.store_totals()
+    write_json(run_dir / "metrics.json", metrics)
+    console.print(f"attack results written to {run_dir / 'metrics.json'}")
+
+
+@app.command()
+@friendly
+def report(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """Re-render RUN_DIR/report.html from the run's files alone."""
+    console.print(f"report: {_render('render_report', run_dir)}")
+
+
+@app.command()
+@friendly
+def present(run_dir: Path = typer.Argument(..., help="A run directory.")) -> None:
+    """Write RUN_DIR/slides.html: the study's key findings as a self-contained slide deck."""
+    console.print(f"slides: {_render('render_slides', run_dir)}")
 
 
 def _print_metrics(metrics: dict[str, Any]) -> None:

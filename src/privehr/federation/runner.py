@@ -163,6 +163,9 @@ def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) ->
         "ledger_totals": book.store_totals(),
         "timings": timings,
     }
+    if cfg.attacks.enabled:
+        metrics["attacks"] = run_attacks(cfg, prep, metrics, run_dir, book, ui)
+        metrics["ledger_totals"] = book.store_totals()
     write_json(run_dir / "metrics.json", metrics)
     write_json(run_dir / "config.resolved.json", {"config": cfg.model_dump(mode="json"), "hash": cfg.config_hash()})
     with (run_dir / "rounds.jsonl").open("w", encoding="utf-8") as fh:
@@ -170,6 +173,30 @@ def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) ->
             fh.write(json.dumps(line, sort_keys=True) + "\n")
     (run_dir / "summary.md").write_text(summary_markdown(metrics), encoding="utf-8")
     return metrics
+
+
+def run_attacks(cfg: StudyConfig, prep: PreparedStudy, metrics: dict[str, Any], run_dir: Path,
+                book: LedgerBook, ui: Any = None) -> dict[str, Any]:
+    """Attacks and audits against this run's models; their results are releases (ledger)."""
+    from dp_accounting.dp_event import NonPrivateDpEvent
+
+    from privehr.federation.evidence import run_evidence
+
+    budgeted = sorted(site for site, led in book.ledgers.items() if led.epsilon_max is not None)
+    if budgeted:
+        # Attack results are non-private releases; a budgeted site must refuse them up front.
+        return {"skipped": f"sites {budgeted} have a finite privacy budget; attack results are non-private "
+                           "releases and were not computed (run `privehr attack` on a simulation copy)"}
+    if ui:
+        ui.stage("attacks and audits")
+    evidence = run_evidence(cfg, prep, metrics, run_dir)
+    for charge in evidence.pop("ledger_charges", []):
+        # Attack results are computed from patients' rows without noise: non-private releases.
+        book.ledgers[charge["site"]].charge(NonPrivateDpEvent(), study=book.study_id, config=charge["config"],
+                                           round=None, kind=charge["kind"])
+    if ui:
+        ui.stage_done(f"attacks and audits ({evidence['seconds']:.0f} s)")
+    return evidence
 
 
 def _encrypted_scoring(cfg: StudyConfig, prep: PreparedStudy, entries: list[dict[str, Any]], run_dir: Path,
