@@ -77,7 +77,7 @@ def make_run(root: Path, *, attacks: bool = True, seed: int = 3) -> Path:
     metrics: dict[str, Any] = {
         "schema_version": 1,
         "study": {"id": STUDY_ID, "name": "tiny", "task": "toy_onset_30d", "model": "logreg",
-                  "seed": 7, "config_hash": "ab12" * 16},
+                  "seed": 7, "config_hash": "ab12" * 16, "noise": "OS entropy"},
         "task_definition": "toy_onset_30d (patient-level)\n  index: 365 days before end",
         "feature_names": ["age", "sex_F", "code_123"],
         "sites": [{"site": s, "patients": 40 + 10 * i, "train_examples": 28 + 7 * i,
@@ -88,6 +88,10 @@ def make_run(root: Path, *, attacks: bool = True, seed: int = 3) -> Path:
         "configs": configs,
         "ledger_totals": {s: {"epsilon": None, "delta": 1e-5, "entries": 9} for s in SITES},
         "timings": {"ingest": 1.5, "task": 0.25, "config:fedavg": 2.0},
+        "encrypted_scoring": {"site": SITES[2], "patients": 12, "seconds": 0.75,
+                              "max_abs_deviation_from_plaintext": 3e-8,
+                              "request_bytes": 120000, "response_bytes": 4000,
+                              "scores_file": "scores/east-303.csv"},
     }
     if attacks:
         metrics["attacks"] = _attacks(rng)
@@ -143,14 +147,28 @@ def _attacks(rng: np.random.Generator) -> dict[str, Any]:
                               confidence=0.95, eps_claimed=float("inf")).to_dict()
     audit_dp = AuditResult(eps_lower_bound=0.3, correct=12, guesses=20, m=100, confidence=0.95,
                            eps_claimed=2.0).to_dict()
+    def entry(eps: float | None, t: float, lira: float, **extra: Any) -> dict[str, Any]:
+        return {"threshold": mia("loss_threshold", t), "lira_offline": mia("lira_offline", lira),
+                "lira_online": mia("lira_online", lira), "attacked_site": SITES[1],
+                "unit": "patient", "n_members": 30, "n_nonmembers": 30, "epsilon": eps,
+                "note": "final global model; 95% CI by bootstrap", **extra}
+
     return {
+        "schema_version": 1,
+        "attacked_site": SITES[1],
         "membership": {
-            "fedavg": {"threshold": mia("threshold", 0.71), "lira_online": mia("lira_online", 0.77)},
-            "fedavg_dp_local_eps2": {"threshold": mia("threshold", 0.52),
-                                     "lira_online": mia("lira_online", 0.5)},
+            "fedavg": entry(None, 0.71, 0.77, protection="none"),
+            "fedavg_dp_local_eps2": entry(2.0, 0.52, 0.5, protection="dp_local"),
+            "site_only": {"skipped": True, "note": "site-only models: 3 models, not attacked"},
         },
         "inversion": inv,
-        "audit": {"fedavg": {**audit_plain, "ledger_epsilon": None},
-                  "fedavg_dp_local_eps2": {**audit_dp, "ledger_epsilon": 2.0}},
-        "positive_controls": {"leaky_model": {"auc": 0.98, "passed": True, "n": 40}},
+        "audit": {"audit_non_private": {**audit_plain, "ledger_epsilon": None},
+                  "audit_dp_sgd": {**audit_dp, "ledger_epsilon": 2.0}},
+        "positive_controls": {
+            "memorising_kernel": entry(None, 0.9, 0.97, clearly_above_chance=True),
+            "overfit_logreg": entry(None, 0.6, 0.62, clearly_above_chance=False),
+        },
+        "ledger_charges": [{"site": SITES[1], "kind": "attack", "config": "fedavg"}],
+        "timings": {"membership": 1.25},
+        "seconds": 2.5,
     }

@@ -99,6 +99,7 @@ def test_summary_compares_attack_auc_with_and_without_dp(html):
     start = html.index('data-section="summary"')
     summary = html[start:html.index("</section>", start)]
     assert 'data-key="attacks/membership/fedavg/lira_online/auc"' in summary
+    assert 'data-key="attacks/positive_controls/memorising_kernel/lira_online/auc"' in summary
     assert 'data-key="attacks/membership/fedavg_dp_local_eps2/lira_online/auc"' in summary
     assert "no better than a coin flip" in summary  # DP config: CI [0.45, 0.55] covers 0.5
     assert "better than a coin flip" in summary

@@ -32,19 +32,19 @@ def _mia_kind(entry: dict[str, Any]) -> str | None:
     return None
 
 
-def _mia_phrase(run: RunData, cfg: str, kind: str) -> str:
+def _mia_phrase(run: RunData, base: str, name: str, kind: str) -> str:
     m = run.metrics
-    p = f"attacks/membership/{cfg}/{kind}"
-    res = m["attacks"]["membership"][cfg][kind]
+    p = f"{base}/{name}/{kind}"
+    res = lookup(m, p) or {}
     ci = res.get("auc_ci") or [None, None]
     verdict = ("no better than a coin flip" if ci[0] is not None and ci[0] <= 0.5 <= ci[1]
                else "better than a coin flip")
-    i = run.config_index(cfg) if cfg in {c["name"] for c in run.configs} else None
-    eps = (cell(m, f"configs/{i}/privacy/epsilon", 2) if i is not None else "?")
+    names = [c.get("name") for c in run.configs]
+    eps = (f" (ε = {cell(m, f'configs/{names.index(name)}/privacy/epsilon', 2)})"
+           if base.endswith("membership") and name in names else "")
     ci_txt = (f" [{cell(m, f'{p}/auc_ci/0')}, {cell(m, f'{p}/auc_ci/1')}]"
               if ci[0] is not None else "")
-    return (f"AUC {cell(m, f'{p}/auc')}{ci_txt} against {ident(cfg)} (ε = {eps}), "
-            f"{verdict}")
+    return f"AUC {cell(m, f'{p}/auc')}{ci_txt} against {ident(name)}{eps}, {verdict}"
 
 
 def attacker_summary(run: RunData) -> list[str]:
@@ -62,13 +62,26 @@ def attacker_summary(run: RunData) -> list[str]:
     private = sorted((n for n in mia if n in by_cfg and _eps(by_cfg[n]) is not None
                       and _mia_kind(mia[n])), key=lambda n: _eps(by_cfg[n]) or 0.0)
     if plain or private:
-        phrases = [_mia_phrase(run, n, _mia_kind(mia[n]) or "") for n in plain + private]
+        phrases = [_mia_phrase(run, "attacks/membership", n, _mia_kind(mia[n]) or "")
+                   for n in plain + private]
         kinds = sorted({_mia_kind(mia[n]) or "" for n in plain + private})
         out.append(f"Membership inference ({', '.join(kinds)}) — can an attacker holding the "
                    "final model tell whether a patient was in training? " + "; ".join(phrases)
                    + ".")
     else:
         out.append("Membership inference was <strong>not run</strong> in this study.")
+    pc = attacks.get("positive_controls") or {}
+    controls = [n for n, e in pc.items() if isinstance(e, dict) and _mia_kind(e)]
+    if controls:
+        works = any(pc[n].get("clearly_above_chance") for n in controls)
+        out.append("Positive controls (the same attacks on models built to memorise their "
+                   "patients): " + "; ".join(_mia_phrase(run, "attacks/positive_controls", n,
+                                                         _mia_kind(pc[n]) or "")
+                                             for n in controls)
+                   + (". The attacks do find members when a model leaks, so low AUCs above "
+                      "are evidence of protection." if works else
+                      '. <span class="warn">No control is clearly above chance: low AUCs above '
+                      "may only mean the attack is weak.</span>"))
     inv = attacks.get("inversion") or {}
     if isinstance(inv, dict) and inv.get("plain_update"):
         out.append(_inversion_sentence(run, inv))

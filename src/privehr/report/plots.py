@@ -140,6 +140,7 @@ def audit(run: RunData) -> str | None:
             ax.text(0.99, y - 0.2, "ledger ε = ∞ (non-private)", va="center", ha="right",
                     fontsize=8, transform=ax.get_yaxis_transform())
     ax.set_yticks(list(ys), [c for c, _ in rows], fontsize=8)
+    ax.set_ylim(-0.7, len(rows) - 0.3)
     ax.set_xlabel("ε")
     ax.set_title("Audit lower bound vs ledger ε (bound must stay below)")
     ax.legend(fontsize=8)

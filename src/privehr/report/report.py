@@ -123,6 +123,14 @@ def model_card(run: RunData) -> str:
     ])
 
 
+def _noise_banner(m: dict[str, Any]) -> str:
+    noise = str((m.get("study") or {}).get("noise", ""))
+    if not noise:
+        return ""
+    cls = "notrun warn" if "test" in noise.lower() else "note"
+    return f'<p class="{cls}">DP noise source: {text_cell(m, "study/noise")}</p>'
+
+
 def report_html(run: RunData, figs: Figures | None = None) -> str:
     figs = figs or build_figures(run)
     view = ledger_view(run)
@@ -149,7 +157,7 @@ def report_html(run: RunData, figs: Figures | None = None) -> str:
             "<p class=note>Study " + text_cell(m, "study/id", cls="t id") + ", config hash "
             + text_cell(m, "study/config_hash", cls="t id") + ", metrics schema version "
             + cell(m, "schema_version", 0) + ". Every number below is read from this run's "
-            "files (hover: <code>data-key</code>).</p></header>")
+            "files (hover: <code>data-key</code>).</p>" + _noise_banner(m) + "</header>")
     body = "".join(section(sid, title, bodies[sid]) for sid, title in SECTIONS)
     return page(f"privehr report — {m.get('study', {}).get('name', '')}",
                 f'<main>{head}<nav class="toc">{toc}</nav>{body}</main>')

@@ -106,30 +106,53 @@ def attacks(run: RunData, mia_fig: str | None, audit_fig: str | None) -> str:
                        "membership inference, update inversion and the audit were not run.")
     out = ["<h3>Membership inference</h3>"]
     mia = att.get("membership") or {}
-    rows = []
-    for cfg, kinds in mia.items():
-        for kind, res in (kinds or {}).items():
-            if not isinstance(res, dict) or "auc" not in res:
-                continue
-            p = f"attacks/membership/{cfg}/{kind}"
-            rows.append([ident(cfg), ident(kind),
-                         f"{cell(m, f'{p}/auc')} <span class=ci>[{cell(m, f'{p}/auc_ci/0')}, "
-                         f"{cell(m, f'{p}/auc_ci/1')}]</span>",
-                         _tpr_text(m, p, res), cell(m, f"{p}/n_members", 0, count=True),
-                         cell(m, f"{p}/n_nonmembers", 0, count=True)])
-    out.append(img(mia_fig, "membership inference AUC", "") if rows else "")
-    out.append(table(["configuration", "attack", "AUC [CI]", "TPR at lowest FPR",
-                      "members", "non-members"], rows) if rows
-               else not_run("membership inference"))
+    if att.get("attacked_site"):
+        out.append("<p>Attacked site: " + text_cell(m, "attacks/attacked_site", cls="t id")
+                   + " (its training patients are the members, its test patients the "
+                   "non-members).</p>")
+    table_html = mia_table(m, "attacks/membership", mia)
+    out.append(img(mia_fig, "membership inference AUC", "") if table_html else "")
+    out.append(table_html or not_run("membership inference"))
     out.append("<h3>Update inversion (coordinator reconstructing a record from an update)</h3>")
     out.append(_inversion(m, att.get("inversion")))
     out.append("<h3>One-run audit: empirical ε lower bound vs ledger ε</h3>")
     out.append(_audit(m, att.get("audit") or {}, audit_fig))
-    out.append("<h3>Positive controls</h3>")
+    out.append("<h3>Positive controls (attacks that must succeed on leaky models)</h3>")
     pc = att.get("positive_controls")
-    out.append(generic(m, "attacks/positive_controls", pc) if pc
-               else not_run("positive controls (an attack that must succeed on a leaky model)"))
+    pc_table = mia_table(m, "attacks/positive_controls", pc) if isinstance(pc, dict) else ""
+    out.append(pc_table or (generic(m, "attacks/positive_controls", pc) if pc
+                            else not_run("positive controls")))
     return "".join(out)
+
+
+def mia_table(m: dict[str, Any], base: str, entries: Any) -> str:
+    """One row per (target, attack) with AUC and CI; skipped targets keep their note."""
+    if not isinstance(entries, dict):
+        return ""
+    rows = []
+    for name, kinds in entries.items():
+        if not isinstance(kinds, dict):
+            continue
+        if kinds.get("skipped"):
+            rows.append([ident(name), "skipped", text_cell(m, f"{base}/{name}/note"), "", "", ""])
+            continue
+        for kind, res in kinds.items():
+            if not isinstance(res, dict) or "auc" not in res:
+                continue
+            p = f"{base}/{name}/{kind}"
+            flag = kinds.get("clearly_above_chance")
+            rows.append([ident(name) + ({True: " (clearly above chance)",
+                                         False: ' <span class="warn">(not above chance)</span>'}
+                                        .get(flag, "") if isinstance(flag, bool) else ""),
+                         ident(kind),
+                         f"{cell(m, f'{p}/auc')} <span class=ci>[{cell(m, f'{p}/auc_ci/0')}, "
+                         f"{cell(m, f'{p}/auc_ci/1')}]</span>",
+                         _tpr_text(m, p, res), cell(m, f"{p}/n_members", 0, count=True),
+                         cell(m, f"{p}/n_nonmembers", 0, count=True)])
+    if not rows:
+        return ""
+    return table(["target", "attack", "AUC [CI]", "TPR at lowest FPR", "members",
+                  "non-members"], rows)
 
 
 def _inversion(m: dict[str, Any], inv: Any) -> str:

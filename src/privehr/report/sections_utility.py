@@ -188,6 +188,12 @@ def cost(run: RunData) -> str:
            '<p class="note">Bytes are the serialised messages each site sent and received, '
            "averaged over sites and divided by the rounds completed; “–” marks simulation "
            "baselines that exchange nothing.</p>"]
+    scoring = m.get("encrypted_scoring")
+    if isinstance(scoring, dict) and scoring:
+        from privehr.report.sections_privacy import generic
+
+        out.append("<h3>Encrypted inference (CKKS scoring by a site outside the federation)</h3>"
+                   + generic(m, "encrypted_scoring", scoring))
     stages = [k for k in (m.get("timings") or {}) if not k.startswith("config:")]
     if stages:
         out.append("<h3>Study stages</h3>" + table(
