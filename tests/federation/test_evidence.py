@@ -168,3 +168,19 @@ def test_targets_skip_what_does_not_change_the_model_and_use_the_recorded_standa
     assert rec[1] is shadows.pooled
     site_only = _target(cfg, prep, {"name": "so", "method": "site_only"}, tmp_path, site, shadows)
     assert site_only[1] is shadows.site_alone and site_only[0](X).shape == (len(X),)
+
+
+def test_disabled_attacks_do_nothing_and_bad_candidates_are_skipped_with_the_reason(tmp_path):
+    from privehr.federation.evidence import membership_evidence
+    from privehr.learning.models import get_flat, make_model
+
+    cfg, prep = _study()
+    off = parse_config({**cfg.model_dump(mode="json"), "attacks": {"enabled": False}})
+    assert run_evidence(off, prep, {"configs": []}, tmp_path)["ledger_charges"] == []
+    site = attacked_site(prep)
+    site.data.pid_test = site.data.pid_train[: len(site.data.pid_test)]  # split by row: invalid
+    (tmp_path / "models").mkdir()
+    np.save(tmp_path / "models" / "f.npy", get_flat(make_model("logreg", 6, seed=1)))
+    out = membership_evidence(cfg, prep, {"configs": [{"name": "f", "method": "fedavg"}]},
+                              tmp_path, site, ShadowTrainers(cfg, prep, site), seed=0)
+    assert out["f"]["skipped"] and "share no patient" in out["f"]["note"]
