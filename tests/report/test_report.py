@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fixture_run import SITES
+from fixture_run import SITES, make_run
 from htmlcheck import check_cell, parse, problems, sources_for
 
 from privehr.report import render_report
@@ -123,3 +123,14 @@ def test_renders_from_the_run_alone(run_dir, tmp_path):
     keys_a = [(c.attrs["data-key"], c.text) for c in parse(a).cells]
     keys_b = [(c.attrs["data-key"], c.text) for c in parse(b).cells]
     assert keys_a == keys_b
+
+
+def test_skipped_attack_stage_shows_its_reason(tmp_path):
+    run_dir = make_run(tmp_path / "skipped", attacks=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["attacks"] = {"skipped": "sites ['north-1'] have a finite privacy budget"}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    html = render_report(run_dir).read_text(encoding="utf-8")
+    assert parse(html).not_run >= 1
+    assert html.count("have a finite privacy budget") >= 2  # summary and attacks section
+    assert problems(html, run_dir) == []

@@ -10,7 +10,7 @@ the curve can only sit slightly above the exact value); the exact end-point is t
 ``metrics.json`` and is what the tables print. Sites whose event sequences are identical are
 computed once, and at most ``max_points`` rounds are evaluated.
 
-Evaluation releases (kind ``histogram``/``metrics``) are made on the sites' test patients and
+Evaluation releases (kind ``histogram``) are made on the sites' test patients and
 are accounted separately (``epsilon_test`` in metrics.json); they are left out of the curve.
 """
 
@@ -22,7 +22,7 @@ from privehr.privacy import events as ev
 from privehr.privacy.accountant import Accountant
 from privehr.report.load import RunData
 
-EVALUATION_KINDS = frozenset({"histogram", "metrics"})
+EVALUATION_KINDS = frozenset({"histogram"})  # = federation.runner.TEST_PARTITION_KINDS
 CURVE_GRID = 1e-2
 
 

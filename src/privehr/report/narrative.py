@@ -12,7 +12,7 @@ from typing import Any
 
 from privehr.report.html import ident
 from privehr.report.load import RunData
-from privehr.report.values import MIN_CELL, cell, const, lookup
+from privehr.report.values import MIN_CELL, cell, const, lookup, text_cell
 
 MIA_PREFERENCE = ("lira_online", "lira_offline", "threshold")
 
@@ -55,6 +55,9 @@ def attacker_summary(run: RunData) -> list[str]:
         return ["Attacks were <strong>not run</strong> for this study: this report cannot say "
                 "what an attacker could learn. Enable the attack stage of the study to get "
                 "membership-inference, update-inversion and audit evidence."]
+    if attacks.get("skipped"):
+        return ["Attacks were <strong>not run</strong> (skipped): "
+                + text_cell(m, "attacks/skipped")]
     out: list[str] = []
     mia = attacks.get("membership") or {}
     by_cfg = {c["name"]: c for c in run.configs}

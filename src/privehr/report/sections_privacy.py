@@ -104,6 +104,8 @@ def attacks(run: RunData, mia_fig: str | None, audit_fig: str | None) -> str:
     if not isinstance(att, dict) or not att:
         return not_run("this study has no attack results (metrics.json has no 'attacks'); "
                        "membership inference, update inversion and the audit were not run.")
+    if att.get("skipped"):
+        return not_run("the attack stage was skipped: ") + text_cell(m, "attacks/skipped", tag="p")
     out = ["<h3>Membership inference</h3>"]
     mia = att.get("membership") or {}
     if att.get("attacked_site"):
