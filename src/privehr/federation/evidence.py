@@ -211,9 +211,12 @@ def _target(cfg: StudyConfig, prep: PreparedStudy, entry: dict[str, Any], run_di
     if not path.exists():
         return f"skipped: no model file {path.name}"
     params = np.load(path)
-    pooled_note = (f"members are {site.name}'s training patients, one site's share of a model trained "
-                   "on every site; shadows train on the other sites' training rows plus half of "
-                   "the candidates")
+    pooled_note = (f"members are {site.name}'s training patients, one site's share of a model "
+                   "trained on every site; shadows train centrally (plain SGD, an approximation "
+                   "of the run's federated training) on the other sites' training rows plus half "
+                   "of the candidates")
+    if protection != "none":
+        pooled_note += "; shadows are non-private (a DP-aware attacker could mimic the noise)"
     std_entry = entry.get("standardizer")
     if std_entry is not None:
         mean, std = np.asarray(std_entry["mean"]), np.asarray(std_entry["std"])
