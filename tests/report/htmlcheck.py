@@ -160,7 +160,8 @@ def check_cell(cell: Cell, sources: dict[str, Any]) -> str | None:
         return None if text == ("" if v is None else str(v)).strip() else where
     if a.get("data-suppressed"):
         if "data-cases" in a:
-            total = resolve(sources[a.get("data-src", "metrics")], a["data-cases"])[0]
+            total = sum(resolve(sources[a.get("data-src", "metrics")], part)[0]
+                        for part in a["data-cases"].split("+"))
             raw = resolve(sources[a.get("data-src", "metrics")], a["data-key"])[0]
             cases = raw * total
             ok = round(cases) < MIN_CELL or round(total - cases) < MIN_CELL

@@ -56,13 +56,13 @@ def test_key_numbers_are_traced(html, run_dir):
 def test_small_cells_are_suppressed(html, run_dir):
     page = parse(html)
     suppressed = {c.attrs["data-key"] for c in page.cells if c.attrs.get("data-suppressed")}
-    # the 4-patient excluded site, the 8-patient subgroup, and a 10 % prevalence at 40 patients
+    # the 4-patient excluded site, the 8-patient subgroup, and 10 % of 40 examples
     assert "excluded_sites/0/patients" in suppressed
     assert "configs/0/subgroups/race_ethnicity/asian/n" in suppressed
     assert "sites/0/prevalence" in suppressed
     assert "4 patients" not in html  # the excluded site's reason text would reveal its count
     shown = {c.attrs["data-key"] for c in page.cells if not c.attrs.get("data-suppressed")}
-    assert "sites/1/prevalence" in shown  # 0.3 x 50 = 15 cases, 35 non-cases
+    assert "sites/1/prevalence" in shown  # 0.3 x 50 examples = 15 cases, 35 non-cases
     assert "configs/0/subgroups/race_ethnicity/asian/auroc" not in shown
 
 
@@ -133,4 +133,17 @@ def test_skipped_attack_stage_shows_its_reason(tmp_path):
     html = render_report(run_dir).read_text(encoding="utf-8")
     assert parse(html).not_run >= 1
     assert html.count("have a finite privacy budget") >= 2  # summary and attacks section
+    assert problems(html, run_dir) == []
+
+
+def test_prevalence_suppression_counts_examples_not_store_patients(tmp_path):
+    """Encounter-level tasks: a big store with few examples must not reveal a small case count."""
+    run_dir = make_run(tmp_path / "enc", attacks=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["sites"][1].update(patients=500, train_examples=35, test_examples=15, prevalence=0.18)
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    html = render_report(run_dir).read_text(encoding="utf-8")
+    page = parse(html)
+    cell = next(c for c in page.cells if c.attrs["data-key"] == "sites/1/prevalence")
+    assert cell.attrs.get("data-suppressed")  # 0.18 x 50 examples = 9 positives
     assert problems(html, run_dir) == []

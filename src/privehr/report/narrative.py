@@ -158,11 +158,15 @@ def limits(run: RunData, ledger_view: dict[str, dict[str, Any]]) -> list[str]:
     else:
         out.append("No site ledger was found in this run directory, so the per-site ε cannot be "
                    "re-checked from the ledgers.")
-    prots = {c.get("protection") for c in run.configs}
-    if "he" in prots:
-        out.append("CKKS encryption uses a single key pair: whoever holds the secret key can "
-                   "decrypt any single site's update, so the key holder must not collude with "
-                   "the coordinator.")
+    he = [i for i, c in enumerate(run.configs) if c.get("protection") == "he"]
+    if he:
+        i = he[0]
+        holder = ("" if not lookup(m, f"configs/{i}/protection_details/key_holder") else
+                  " (here the site " + text_cell(m, f"configs/{i}/protection_details/key_holder",
+                                                 cls="t id") + ")")
+        out.append("CKKS encryption uses a single key pair: the key holder" + holder
+                   + " can decrypt any single site's update, so it must not collude with the "
+                   "coordinator; HE protects updates in transit, not the released model (ε = ∞).")
     if m.get("sites"):
         out.append(f"Sites are small: the smallest has {cell(m, 'sites/*/patients', 0, agg='min', count=True)}"
                    f" patients and the largest {cell(m, 'sites/*/patients', 0, agg='max', count=True)}"

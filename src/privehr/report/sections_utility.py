@@ -43,8 +43,9 @@ def cohort(run: RunData) -> str:
         cell(m, "sites/*", 0, agg="count"),
         " sites took part. Counts below ", const(MIN_CELL, "MIN_CELL"),
         " patients are shown as “&lt;", const(MIN_CELL, "MIN_CELL"),
-        "”; a prevalence is hidden when it implies fewer than ", const(MIN_CELL, "MIN_CELL"),
-        " cases or non-cases.</p>",
+        "”; a prevalence (share of positive examples) is hidden when it implies fewer than ",
+        const(MIN_CELL, "MIN_CELL"), " positive or negative examples. “patients” counts the "
+        "site's store, “cohort patients” those with at least one example in the task.</p>",
     ]
     if m.get("task_definition"):
         parts.append("<h3>Task definition</h3>" + text_cell(m, "task_definition", tag="pre"))
@@ -56,7 +57,8 @@ def cohort(run: RunData) -> str:
                    else MISSING)
         row += [cell(m, f"{p}/train_examples", 0, count=True),
                 cell(m, f"{p}/test_examples", 0, count=True),
-                cell(m, f"{p}/prevalence", 1, scale=100.0, unit=" %", cases_of=f"{p}/patients"),
+                cell(m, f"{p}/prevalence", 1, scale=100.0, unit=" %",
+                     cases_of=f"{p}/train_examples+{p}/test_examples"),
                 cell(m, f"{p}/delta", "g", none=MISSING) if s.get("delta") else MISSING]
         rows.append(row)
     parts.append("<h3>Sites</h3>" + table(

@@ -114,8 +114,9 @@ def cell(data: Any, path: Path, digits: int | str = 3, *, src: str = "metrics", 
     """HTML for one number read at ``path`` (``data`` is what the path is resolved in).
 
     ``count=True`` marks a patient count: values below :data:`MIN_CELL` print as ``<11``.
-    ``cases_of`` marks a proportion of patients (e.g. prevalence): it is hidden when
-    ``value × <cases_of>`` (the number of cases it implies) is below :data:`MIN_CELL`.
+    ``cases_of`` marks a proportion (e.g. prevalence): it is hidden when ``value × N`` (the
+    number of cases it implies) or ``N − cases`` is below :data:`MIN_CELL`, where ``N`` is the
+    sum of the ``+``-separated paths in ``cases_of``.
     ``resolve_data`` lets a caller resolve in a derived view (rounds/ledger tables) while the
     attribute still names the source file (``src``).
     """
@@ -140,9 +141,9 @@ def cell(data: Any, path: Path, digits: int | str = 3, *, src: str = "metrics", 
     hide = count and is_number(value) and value < MIN_CELL
     if cases_of is not None and is_number(raw):
         attrs["data-cases"] = cases_of
-        total = lookup(base, cases_of)
-        cases = float(raw) * float(total or 0)
-        hide = round(cases) < MIN_CELL or round(float(total or 0) - cases) < MIN_CELL
+        total = sum(float(lookup(base, part) or 0) for part in cases_of.split("+"))
+        cases = float(raw) * total
+        hide = round(cases) < MIN_CELL or round(total - cases) < MIN_CELL
     if hide:
         attrs["data-suppressed"] = "1"
         attrs["class"] = cls + " suppressed"
