@@ -147,3 +147,14 @@ def test_prevalence_suppression_counts_examples_not_store_patients(tmp_path):
     cell = next(c for c in page.cells if c.attrs["data-key"] == "sites/1/prevalence")
     assert cell.attrs.get("data-suppressed")  # 0.18 x 50 examples = 9 positives
     assert problems(html, run_dir) == []
+
+
+def test_warns_when_released_counts_are_far_from_exact(tmp_path):
+    run_dir = make_run(tmp_path / "noisy", attacks=False)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["configs"][4]["global"]["n"] = 400  # exact view says 60
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    html = render_report(run_dir).read_text(encoding="utf-8")
+    assert "noisy evaluation histograms" in html
+    assert html.count("noisy evaluation histograms of these configurations") == 1
+    assert problems(html, run_dir) == []

@@ -17,11 +17,13 @@ from privehr.report.values import (
     ci_cell,
     const,
     esc,
+    is_number,
     lookup,
     text_cell,
 )
 
 FEDERATED_METHODS = ("fedavg", "fedprox", "loso")
+NOISY_N_TOLERANCE = 0.5  # released vs exact test n: beyond this the DP histograms are suspect
 SUBGROUP_ATTRS = (("sex", "Sex"), ("race_ethnicity", "Race / ethnicity"), ("age_band", "Age band"))
 
 
@@ -98,9 +100,21 @@ def utility(run: RunData) -> str:
             exact.append([text_cell(m, f"{p}/name", cls="t id"), ci_cell(m, q, "auroc"),
                           ci_cell(m, q, "auprc"), cell(m, f"{q}/brier"), cell(m, f"{q}/ece"),
                           cell(m, f"{q}/n", 0, count=True), cell(m, f"{q}/n_pos", 0, count=True)])
+    warn = []
+    for i, c in enumerate(run.configs):
+        g, x = c.get("global") or {}, c.get("simulation_exact") or {}
+        if is_number(g.get("n")) and is_number(x.get("n")) and x["n"] > 0 and \
+                abs(g["n"] - x["n"]) > NOISY_N_TOLERANCE * x["n"]:
+            warn.append(f"{ident(c['name'])}: released n {cell(m, f'configs/{i}/global/n', 0)} vs "
+                        f"exact n {cell(m, f'configs/{i}/simulation_exact/n', 0)}")
     out = ["<p>Released metrics: what the sites actually released (for configurations with DP "
            "evaluation these come from noisy histograms, so n and positives are noisy counts).</p>",
            table(head, rows)]
+    if warn:
+        out.append('<p class="warn">The noisy evaluation histograms of these configurations '
+                   "are far from the truth (released test n differs from the exact n by more "
+                   "than half): " + "; ".join(warn) + ". Read their released metrics with "
+                   "caution and compare with the simulation-exact view.</p>")
     if exact:
         note = next((c["simulation_exact"].get("note") for c in run.configs
                      if c.get("simulation_exact", {}).get("note")), "")

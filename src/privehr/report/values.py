@@ -155,7 +155,7 @@ def cell(data: Any, path: Path, digits: int | str = 3, *, src: str = "metrics", 
 
 def ci_cell(data: Any, path: Path, metric: str, digits: int = 3) -> str:
     """``0.560 [0.408, 0.694]`` for ``path/metric`` and ``path/ci/metric/{0,1}``."""
-    if lookup(data, f"{path}/ci/{metric}/0") is None:
+    if lookup(data, f"{path}/ci/{metric}/0") is None or lookup(data, f"{path}/{metric}") is None:
         return cell(data, f"{path}/{metric}", digits, none=MISSING)
     return (f"{cell(data, f'{path}/{metric}', digits, none=MISSING)} "
             f"<span class=ci>[{cell(data, f'{path}/ci/{metric}/0', digits, none=MISSING)}, "
