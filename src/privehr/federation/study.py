@@ -87,6 +87,8 @@ def prepare(cfg: StudyConfig, run_dir: Path, base: Path, progress: Progress | No
         try:
             con.execute("INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [f"fingerprint:{name}", fp])
             td = build_task_data(con, task, spec)
+            order = np.lexsort((td.index_date, td.patient_id))  # row order independent of the query plan
+            td = td.subset(order) if not np.array_equal(order, np.arange(len(order))) else td
             store_patients = int(con.execute("SELECT count(*) FROM patients").fetchone()[0])
         finally:
             con.close()
