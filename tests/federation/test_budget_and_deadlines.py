@@ -4,6 +4,7 @@ import logging
 import time
 
 import numpy as np
+from fedkit import synthetic_sites
 
 from privehr.federation import protocol as P
 from privehr.federation.config import ConfigEntry, parse_config
@@ -16,8 +17,6 @@ from privehr.federation.simulator import DropoutPlan, InProcessTransport
 from privehr.federation.site import SiteNode
 from privehr.federation.study import PreparedStudy
 from privehr.privacy.noise import NoiseSource
-
-from fedkit import synthetic_sites
 
 
 def test_exhausted_budget_refuses_the_round_before_training_and_names_the_site(tmp_path, caplog):
