@@ -32,10 +32,13 @@ body { background: #10141c; }
 .cols { display: flex; gap: 2rem; align-items: flex-start; } .cols > * { flex: 1 1 0; min-width: 0; }
 .cols img.plot { max-width: 100%; }
 .slide pre { font-size: .75rem; max-height: 22vh; }
+.sites-grid { columns: 3; font-size: .75rem; list-style: none; padding: 0; }
+.sites-grid li { margin: 0 0 .15rem; break-inside: avoid; }
 .pageno { position: fixed; right: 1rem; bottom: .6rem; color: #888; font-size: .8rem; }
 @media print {
   body { background: #fff; } .pageno { display: none; }
-  .slide { display: flex !important; min-height: auto; height: 100vh; break-after: page;
+  .slide { display: flex !important; min-height: auto; height: 100vh; overflow: hidden;
+           break-after: page;
            page-break-after: always; }
 }
 """
@@ -72,16 +75,17 @@ def _img(uri: str | None, alt: str, missing: str) -> str:
 
 def _question(run: RunData) -> str:
     m = run.metrics
-    rows = [[text_cell(m, f"sites/{i}/site", cls="t id"),
-             cell(m, f"sites/{i}/patients", 0, count=True),
-             cell(m, f"sites/{i}/test_examples", 0, count=True)]
-            for i in range(len(m.get("sites", [])))]
+    items = "".join(
+        f"<li>{text_cell(m, f'sites/{i}/site', cls='t id')}: "
+        f"{cell(m, f'sites/{i}/patients', 0, count=True)} patients, "
+        f"{cell(m, f'sites/{i}/test_examples', 0, count=True)} test examples</li>"
+        for i in range(len(m.get("sites", []))))
     task = text_cell(m, "task_definition", tag="pre") if m.get("task_definition") else ""
     return (f"<p>Can {cell(m, 'sites/*', 0, agg='count')} hospitals train "
             f"{text_cell(m, 'study/task', cls='t id')} together without any patient record "
             f"leaving a site? {cell(m, 'sites/*/patients', 0, agg='sum')} patients; model "
             f"{text_cell(m, 'study/model', cls='t id')}.</p>{task}"
-            + table(["site", "patients", "test examples"], rows))
+            f'<ul class="sites-grid">{items}</ul>')
 
 
 def _buys(run: RunData, figs: Figures) -> str:
