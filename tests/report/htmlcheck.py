@@ -189,7 +189,9 @@ def check_cell(cell: Cell, sources: dict[str, Any]) -> str | None:
 def sources_for(run_dir: Path) -> dict[str, Any]:
     metrics = json.loads((run_dir / "metrics.json").read_text())
     rounds: dict[str, list[dict[str, Any]]] = {}
-    for line in (run_dir / "rounds.jsonl").read_text().splitlines():
+    rounds_file = run_dir / "rounds.jsonl"
+    lines = rounds_file.read_text().splitlines() if rounds_file.is_file() else []
+    for line in lines:
         if line.strip():
             row = json.loads(line)
             rounds.setdefault(row["config"], []).append(row)

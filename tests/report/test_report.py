@@ -158,3 +158,8 @@ def test_warns_when_released_counts_are_far_from_exact(tmp_path):
     assert "noisy evaluation histograms" in html
     assert html.count("noisy evaluation histograms of these configurations") == 1
     assert problems(html, run_dir) == []
+
+
+def test_no_cell_points_at_a_missing_path_in_a_full_run(html):
+    """Absent paths print "–"; in a complete run every path asked for must exist (no typos)."""
+    assert "absent" not in html

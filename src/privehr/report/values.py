@@ -122,7 +122,11 @@ def cell(data: Any, path: Path, digits: int | str = 3, *, src: str = "metrics", 
     """
     base = data if resolve_data is None else resolve_data
     value: Any
-    value = aggregate(resolve_all(base, path), agg) if agg is not None else lookup(base, path)
+    try:
+        found = resolve_all(base, path)
+    except (KeyError, IndexError, ValueError, TypeError):
+        return f'<{tag} class="{cls} absent">{MISSING}</{tag}>'  # nothing to trace: not in file
+    value = aggregate(found, agg) if agg is not None else (found[0] if len(found) == 1 else None)
     if div is not None and value is not None:
         d = lookup(base, div)
         value = None if not d else float(value) / float(d)
