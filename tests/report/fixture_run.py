@@ -74,6 +74,9 @@ def make_run(root: Path, *, attacks: bool = True, seed: int = 3) -> Path:
         _config(rng, "fedavg_secagg_ddp_eps4", "fedavg", "ddp", 4.0, 4),
         _config(rng, "fedavg_he", "fedavg", "he", None, 2),
     ]
+    # a one-class subgroup: the runner writes AUROC as NaN (json.dumps allows it)
+    configs[0]["subgroups"]["age_band"]["18-39"]["auroc"] = float("nan")
+    configs[0]["subgroups"]["age_band"]["18-39"]["ci"]["auroc"] = [float("nan"), float("nan")]
     metrics: dict[str, Any] = {
         "schema_version": 1,
         "study": {"id": STUDY_ID, "name": "tiny", "task": "toy_onset_30d", "model": "logreg",

@@ -163,3 +163,12 @@ def test_warns_when_released_counts_are_far_from_exact(tmp_path):
 def test_no_cell_points_at_a_missing_path_in_a_full_run(html):
     """Absent paths print "–"; in a complete run every path asked for must exist (no typos)."""
     assert "absent" not in html
+
+
+def test_nan_metric_prints_a_dash(html):
+    page = parse(html)
+    cell = next(c for c in page.cells
+                if c.attrs["data-key"] == "configs/0/subgroups/age_band/18-39/auroc")
+    assert cell.text == "–"
+    assert not any(c.attrs["data-key"] == "configs/0/subgroups/age_band/18-39/ci/auroc/0"
+                   for c in page.cells)

@@ -32,6 +32,8 @@ th { background: #f4f6fa; font-weight: 600; }
 img.plot { max-width: 100%; border: 1px solid var(--line); }
 .diagram svg { max-width: 100%; height: auto; }
 pre { background: #f6f8fa; padding: .6rem; overflow-x: auto; font-size: .8rem; }
+.cards { display: grid; grid-template-columns: 1fr 1fr; gap: .6rem; }
+.cards .span { grid-column: 1 / -1; } .card .id { word-break: break-all; } .card h3 { margin: .3rem 0; font-size: 1rem; }
 .card { border: 1px solid var(--line); border-radius: 6px; padding: .4rem 1rem; margin: .6rem 0; }
 .notrun { border-left: 4px solid var(--warn); padding: .3rem .8rem; background: #fff6ef; }
 nav.toc a { margin-right: .8rem; font-size: .85rem; }

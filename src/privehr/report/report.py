@@ -104,23 +104,38 @@ def model_card(run: RunData) -> str:
                      ci_cell(m, f"{p}/global", "auroc"), cell(m, f"{p}/global/ece"),
                      cell(m, f"{p}/privacy/epsilon", 2)])
     fed_names = ", ".join(ident(c["name"]) for c in run.configs if is_federated(c)) or MISSING
-    return "".join([
-        '<div class="card"><h3>Intended use</h3><p>Research evaluation of the task ',
-        text_cell(m, "study/task", cls="t id"), " with a ", text_cell(m, "study/model", cls="t id"),
-        " model trained across sites without pooling records. Not validated for clinical "
-        "decisions; the outcome definition is in “Task and cohort”.</p></div>",
-        '<div class="card"><h3>Data</h3><p>', cell(m, "sites/*/patients", 0, agg="sum"),
-        " patients at ", cell(m, "sites/*", 0, agg="count"), " sites (",
-        cell(m, "sites/*/train_examples", 0, agg="sum"), " training and ",
-        cell(m, "sites/*/test_examples", 0, agg="sum"),
-        " test examples, split within each site); ", cell(m, "feature_names/*", 0, agg="count"),
-        " features from before the index date. Federated configurations: ", fed_names, ".</p></div>",
-        '<div class="card"><h3>Performance</h3>',
-        table(["role", "configuration", "AUROC [CI]", "ECE", "ε"], rows),
-        "<p>Subgroup and per-site performance are reported below.</p></div>",
-        '<div class="card"><h3>Limits</h3><p>See “Limits and assumptions”; privacy evidence '
-        "is in “Attacks and audit”.</p></div>",
-    ])
+    outcome = ("the outcome and eligibility rules of the task definition in “Task and cohort”"
+               if m.get("task_definition") else "the task named above")
+    items = [
+        ("Intended use", "Research evaluation of " + text_cell(m, "study/task", cls="t id")
+         + " prediction with a " + text_cell(m, "study/model", cls="t id") + " model trained "
+         "across hospitals without pooling records. Not validated for clinical decisions."),
+        ("Source of data", "Each site's own EHR export, de-identified into a local store; "
+         "records never leave the site (see “Data flow and trust boundaries”)."),
+        ("Participants and outcome", f"Defined by {outcome}; "
+         + cell(m, "sites/*", 0, agg="count") + " sites took part and "
+         + cell(m, "excluded_sites/*", 0, agg="count") + " were excluded."),
+        ("Sample size", cell(m, "sites/*/patients", 0, agg="sum") + " patients in the sites' "
+         "stores; " + cell(m, "sites/*/train_examples", 0, agg="sum") + " training and "
+         + cell(m, "sites/*/test_examples", 0, agg="sum") + " test examples, split by patient "
+         "within each site."),
+        ("Predictors", cell(m, "feature_names/*", 0, agg="count") + " features, all from "
+         "before the index date."),
+        ("Model development", "Federated configurations: " + fed_names + ". Baselines: "
+         "centralised (pooled, simulation only) and site-only."),
+        ("Performance", table(["role", "configuration", "AUROC [CI]", "ECE", "ε"], rows)),
+        ("Fairness", "AUROC and calibration per sex, race/ethnicity and age band are in "
+         "“Subgroups”; small groups are suppressed, not pooled."),
+        ("Privacy", "Patient-level (ε, δ) per configuration from each site's ledger; attack "
+         "evidence in “Attacks and audit”."),
+        ("Limits", "See “Limits and assumptions”."),
+        ("Reproducibility", "Configuration hash " + text_cell(m, "study/config_hash", cls="t id")
+         + "; the resolved configuration is saved beside the metrics."),
+    ]
+    cards = "".join(f'<div class="card{" span" if h == "Performance" else ""}"><h3>{esc(h)}</h3>'
+                    f"<div>{body}</div></div>" for h, body in items)
+    return f'<div class="cards">{cards}</div>'
+
 
 
 def _noise_banner(m: dict[str, Any]) -> str:

@@ -133,7 +133,8 @@ def cell(data: Any, path: Path, digits: int | str = 3, *, src: str = "metrics", 
     raw = value
     if scale is not None and is_number(value):
         value = float(value) * scale
-    attrs: dict[str, Any] = {"class": cls, "data-key": path}
+    attrs: dict[str, Any] = {"class": cls, "data-key": path,
+                             "title": path if src == "metrics" else f"{src}: {path}"}
     if src != "metrics":
         attrs["data-src"] = src
     if agg:
@@ -159,7 +160,10 @@ def cell(data: Any, path: Path, digits: int | str = 3, *, src: str = "metrics", 
 
 def ci_cell(data: Any, path: Path, metric: str, digits: int = 3) -> str:
     """``0.560 [0.408, 0.694]`` for ``path/metric`` and ``path/ci/metric/{0,1}``."""
-    if lookup(data, f"{path}/ci/{metric}/0") is None or lookup(data, f"{path}/{metric}") is None:
+    def blank(x: Any) -> bool:
+        return x is None or (isinstance(x, float) and math.isnan(x))
+
+    if blank(lookup(data, f"{path}/ci/{metric}/0")) or blank(lookup(data, f"{path}/{metric}")):
         return cell(data, f"{path}/{metric}", digits, none=MISSING)
     return (f"{cell(data, f'{path}/{metric}', digits, none=MISSING)} "
             f"<span class=ci>[{cell(data, f'{path}/ci/{metric}/0', digits, none=MISSING)}, "
