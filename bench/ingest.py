@@ -41,6 +41,12 @@ def _peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
+def _cpu_s() -> float:
+    """User + system CPU seconds of this process, all threads (robust to a busy machine)."""
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
 def _files(src: Path) -> list[Path]:
     out = []
     for t in TABLES:
@@ -60,13 +66,13 @@ def _child_ingest(sources: list[str], workdir: str) -> dict:
     for p in (store, store.with_name(store.name + ".secret"), store.with_name(store.name + ".wal")):
         p.unlink(missing_ok=True)
     rows = obs = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     for s in sources:
         summ = ingest(s, store, site=Path(s).name, date_shift_days=30)
         rows += sum(c.rows_read for c in summ.tables.values())
         obs += summ.tables["observations"].rows_read if "observations" in summ.tables else 0
     secs = time.perf_counter() - t0
-    return {"seconds": secs, "rows": rows, "observation_rows": obs, "peak_rss_mb": _peak_mb(),
+    return {"seconds": secs, "cpu_s": _cpu_s() - c0, "rows": rows, "observation_rows": obs, "peak_rss_mb": _peak_mb(),
             "store_mb": store.stat().st_size / 2**20}  # fmt: skip
 
 
@@ -74,15 +80,15 @@ def _child_pandas(sources: list[str]) -> dict:
     import pandas as pd
 
     rows = obs = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_s()
     for s in sources:
         for f in _files(Path(s)):
             n = len(pd.read_csv(f, dtype=str, keep_default_na=False))
             rows += n
             if f.name.startswith("observations"):
                 obs += n
-    return {"seconds": time.perf_counter() - t0, "rows": rows, "observation_rows": obs,
-            "peak_rss_mb": _peak_mb()}  # fmt: skip
+    return {"seconds": time.perf_counter() - t0, "cpu_s": _cpu_s() - c0, "rows": rows,
+            "observation_rows": obs, "peak_rss_mb": _peak_mb()}  # fmt: skip
 
 
 def _run_child(kind: str, sources: list[str], workdir: str) -> dict:
@@ -153,12 +159,16 @@ def _row(label: str, ing: dict, pd_: dict) -> dict:
         "ingest_s": round(ing["seconds"], 2),
         "ingest_rows_per_s": round(ing["rows"] / ing["seconds"]),
         "ingest_obs_rows_per_s": round(ing["observation_rows"] / ing["seconds"]),
+        "ingest_cpu_s": round(ing["cpu_s"], 1),
+        "ingest_rows_per_cpu_s": round(ing["rows"] / ing["cpu_s"]),
         "ingest_peak_rss_mb": round(ing["peak_rss_mb"]),
         "store_mb": round(ing["store_mb"], 1),
         "pandas_s": round(pd_["seconds"], 2),
         "pandas_rows_per_s": round(pd_["rows"] / pd_["seconds"]),
+        "pandas_cpu_s": round(pd_["cpu_s"], 1),
         "pandas_peak_rss_mb": round(pd_["peak_rss_mb"]),
         "ratio_pandas_over_ingest": round(pd_["seconds"] / ing["seconds"], 2),
+        "cpu_ratio_pandas_over_ingest": round(pd_["cpu_s"] / ing["cpu_s"], 2),
     }
 
 
@@ -166,7 +176,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--patients", type=int, default=20000, help="load-generator size (0: skip)")
     ap.add_argument("--json", type=Path, help="write the raw numbers here")
-    ap.add_argument("--workdir", type=str, default=None)
+    ap.add_argument("--workdir", type=str, default=None,
+                    help="keep generated data here (reused if present) instead of a temp dir")
+    ap.add_argument("--skip-bundled", action="store_true", help="only the load generator")
     ap.add_argument("--child", choices=("ingest", "pandas"), help=argparse.SUPPRESS)
     ap.add_argument("sources", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
@@ -179,12 +191,17 @@ def main(argv: list[str] | None = None) -> None:
     try:
         real = sorted(str(p) for p in (DATA / "pool").iterdir() if p.is_dir())
         real += [str(DATA / "ma-113-synthea-v2.5"), str(DATA / "fhir-sample" / "csv")]
-        results.append(_row(f"bundled CSV exports ({len(real)} sources)",
-                            _run_child("ingest", real, str(work)), _run_child("pandas", real, str(work))))  # fmt: skip
+        if not a.skip_bundled:
+            results.append(_row(f"bundled CSV exports ({len(real)} sources)",
+                                _run_child("ingest", real, str(work)),
+                                _run_child("pandas", real, str(work))))  # fmt: skip
         if a.patients > 0:
             gen = work / f"loadgen-{a.patients}"
             t0 = time.perf_counter()
-            counts = generate(DATA / "fhir-sample" / "csv", a.patients, gen)
+            if (gen / "observations.csv").exists():  # reuse an earlier generator run
+                counts = {"patients": len((gen / "patients.csv").read_text().splitlines()) - 1}
+            else:
+                counts = generate(DATA / "fhir-sample" / "csv", a.patients, gen)
             print(f"LOAD GENERATOR: {counts} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             results.append(_row(f"LOAD GENERATOR {counts['patients']} patients",
                                 _run_child("ingest", [str(gen)], str(work)),

@@ -27,6 +27,18 @@ from privehr.ehr.deid import (
     state_sql,
     zip3_sql,
 )
+from privehr.ehr.ingest_rules import (
+    CHECKS,
+    TYPED,
+    blank,
+    case_sql,
+    flagged,
+    insert_sql,
+    ok_sql,
+    parse,
+    shifted,
+    text,
+)
 
 # Canonical staged columns per table (Synthea CSV names; the newest layout wins).
 CANON: dict[str, tuple[str, ...]] = {
@@ -87,177 +99,6 @@ class TableCount:
     rows_rejected: int
 
 
-_SYSTEMS = {
-    "http://snomed.info/sct": "SNOMED-CT",
-    "snomed-ct": "SNOMED-CT",
-    "http://loinc.org": "LOINC",
-    "http://www.nlm.nih.gov/research/umls/rxnorm": "RxNorm",
-    "http://hl7.org/fhir/sid/cvx": "CVX",
-}
-
-# Columns parsed once per row into a typed column ``_t_<COL>`` ('ts': UTC TIMESTAMP,
-# 'date': calendar DATE as written).
-TYPED: dict[str, dict[str, str]] = {
-    "patients": {"BIRTHDATE": "date", "DEATHDATE": "date"},
-    "encounters": {"START": "ts", "STOP": "ts"},
-    "conditions": {"START": "date", "STOP": "date"},
-    "observations": {"DATE": "ts"},
-    "medications": {"START": "ts", "STOP": "ts"},
-    "procedures": {"START": "ts", "STOP": "ts"},
-    "immunizations": {"DATE": "ts"},
-    "organizations": {},
-}
-
-
-def _blank(col: str) -> str:
-    # No trim() on the hot path (it copies every string); only values that start with a
-    # space are trimmed to see whether anything is left.
-    return f"({col} IS NULL OR {col} = '' OR (starts_with({col}, ' ') AND trim({col}) = ''))"
-
-
-def _parse(col: str, kind: str) -> str:
-    if kind == "date":
-        # Date-only fields keep the calendar date as written (the CSV exporter writes the
-        # local date, which is the date part of FHIR's local-offset timestamp too).
-        return f"try_cast({col} AS DATE)"
-    # 'Z' and date-only strings take the fast path; explicit offsets ('-04:00' in FHIR) go
-    # through TIMESTAMPTZ and are normalised to UTC.
-    return (
-        f"CASE WHEN {col} LIKE '%Z' OR length({col}) = 10 THEN try_cast({col} AS TIMESTAMP) "
-        f"ELSE timezone('UTC', try_cast({col} AS TIMESTAMPTZ)) END"
-    )
-
-
-def _bad(col: str) -> str:
-    return f"(NOT {_blank(col)} AND _t_{col} IS NULL)"
-
-
-def _shifted(col: str, kind: str, shift: str | None) -> str:
-    if shift is None:
-        return f"_t_{col}"
-    return f"_t_{col} + {shift}" if kind == "date" else f"_t_{col} + to_days({shift})"
-
-
-def _system(col: str) -> str:
-    cases = " ".join(f"WHEN '{k}' THEN '{v}'" for k, v in _SYSTEMS.items())
-    return f"CASE WHEN {_blank(col)} THEN 'SNOMED-CT' ELSE CASE lower(trim({col})) {cases} ELSE trim({col}) END END"
-
-
-def _text(col: str) -> str:
-    return f"nullif({col}, '')"
-
-
-def _bad_reason(table: str, col: str) -> str:
-    return "bad date" if TYPED[table][col] == "date" else "bad timestamp"
-
-
-# Per table: ordered checks (field, SQL condition meaning "bad", reason).
-_REQ = "missing required value"
-_CHECKS: dict[str, list[tuple[str, str, str]]] = {
-    "patients": [
-        ("Id", _blank("Id"), _REQ),
-        ("BIRTHDATE", _blank("BIRTHDATE"), _REQ),
-        ("BIRTHDATE", _bad("BIRTHDATE"), "bad date"),
-        ("DEATHDATE", _bad("DEATHDATE"), "bad date"),
-        ("Id", "_dup > 1", "duplicate id"),
-    ],
-    "encounters": [
-        ("Id", _blank("Id"), _REQ),
-        ("PATIENT", _blank("PATIENT"), _REQ),
-        ("START", _blank("START"), _REQ),
-        ("START", _bad("START"), "bad timestamp"),
-        ("STOP", _bad("STOP"), "bad timestamp"),
-        ("Id", "_dup > 1", "duplicate id"),
-        ("PATIENT", "_pid IS NULL", "dangling patient reference"),
-    ],
-    "organizations": [
-        ("Id", _blank("Id"), _REQ),
-        ("Id", "_dup > 1", "duplicate id"),
-    ],
-}
-for _t, _typed in TYPED.items():
-    if _t in _CHECKS:
-        continue
-    _d = next(iter(_typed))  # START or DATE
-    _checks = [
-        ("PATIENT", _blank("PATIENT"), _REQ),
-        (_d, _blank(_d), _REQ),
-        ("CODE", _blank("CODE"), _REQ),
-    ] + [(c, _bad(c), _bad_reason(_t, c)) for c in _typed]
-    if _t == "observations":
-        _checks.append(
-            ("VALUE",
-             "(lower(TYPE) = 'numeric' AND NOT _ident AND _num IS NULL)",
-             "non-numeric value where TYPE is numeric")
-        )  # fmt: skip
-    _checks += [
-        ("PATIENT", "_pid IS NULL", "dangling patient reference"),
-        ("ENCOUNTER", f"(NOT {_blank('ENCOUNTER')} AND _eid IS NULL)", "dangling encounter reference"),
-    ]
-    _CHECKS[_t] = _checks
-
-
-def _present(col: str) -> str:
-    return f"({col} <> '' AND (NOT starts_with({col}, ' ') OR trim({col}) <> ''))"
-
-
-def _optional(col: str) -> str:
-    return f"({col} IS NULL OR _t_{col} IS NOT NULL OR trim({col}) = '')"
-
-
-def _ok_sql(table: str) -> str:
-    """Fast form of "no check in _CHECKS[table] fires": one AND-chain of cheap tests.
-
-    The OR-chain of the readable checks cost ~40% of the whole check step on observations;
-    this form lets DuckDB stop at the first failing term. A row this marks bad but no
-    check explains would hit ``rejected.reason NOT NULL``; tests cover each check.
-    """
-    typed = TYPED[table]
-    terms = []
-    if table in ("patients", "encounters", "organizations"):
-        terms += [_present("Id"), "_dup = 1"]
-    if table != "patients" and table != "organizations":
-        terms.append("_pid IS NOT NULL")
-    for i, col in enumerate(typed):
-        first_required = i == 0 and col in ("BIRTHDATE", "START", "DATE")
-        terms.append(f"_t_{col} IS NOT NULL" if first_required else _optional(col))
-    if table not in ("patients", "encounters", "organizations"):
-        terms += [
-            _present("CODE"),
-            "(ENCOUNTER IS NULL OR _eid IS NOT NULL OR trim(ENCOUNTER) = '')",
-        ]
-    if table == "observations":
-        terms.append("(_num IS NOT NULL OR _ident OR TYPE IS NULL OR lower(TYPE) <> 'numeric')")
-    return "coalesce(" + " AND ".join(terms) + ", false)"
-
-
-def _insert_sql(table: str, shift: str | None) -> str:
-    """Stored columns per table, as SQL over chk_<table> (raw, typed and joined columns)."""
-    kinds = {"START": "ts", "STOP": "ts", "DATE": "ts", **TYPED[table]}
-    t = {c: _shifted(c, k, shift) for c, k in kinds.items()}  # only this table's are used
-    return {
-        "encounters": f"""_eid, _pid, {t['START']}, {t['STOP']},
-            lower(ENCOUNTERCLASS), {_text('CODE')}, {_text('DESCRIPTION')},
-            _org, _prov, {_text('REASONCODE')}""",
-        "conditions": f"""_pid, _eid, {t['START']}, {t['STOP']}, {_system('SYSTEM')},
-            CODE, {_text('DESCRIPTION')}""",
-        "observations": f"""_pid, _eid, {t['DATE']}, {_text('CATEGORY')}, CODE,
-            {_text('DESCRIPTION')}, _num,
-            CASE WHEN _num IS NULL AND NOT _ident THEN {_text('VALUE')} END,
-            {_text('UNITS')}""",
-        "medications": f"""_pid, _eid, {t['START']}, {t['STOP']}, CODE,
-            {_text('DESCRIPTION')}""",
-        "procedures": f"""_pid, _eid, {t['START']}, {t['STOP']}, {_system('SYSTEM')},
-            CODE, {_text('DESCRIPTION')}""",
-        "immunizations": f"""_pid, _eid, {t['DATE']}, CODE, {_text('DESCRIPTION')}""",
-    }[table]
-
-
-def _case(checks: list[tuple[str, str, str]], pick: int) -> str:
-    whens = " ".join(f"WHEN {c[1]} THEN '{c[pick]}'" for c in checks)
-    return f"CASE {whens} END"
-
-
 def _register_map(con, name: str, df: pd.DataFrame) -> None:
     con.register(f"_df_{name}", df)
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM _df_{name}")  # noqa: S608 (identifiers from allowlists, values bound)
@@ -278,29 +119,50 @@ def _check(con, table: str, select_extra: str, joins: str, dup_key: str | None) 
     """chk_<table>: staged rows + typed columns + joined pseudonyms + ``_bad``.
 
     Materialised once (measured cheaper than a view computed for both the store insert and
-    the rejects); ``_bad`` is one OR-chain, the first failing check is only spelled out for
-    rejected rows (a CASE per row cost more than the joins).
+    the rejects); ``_bad`` is the negated fast AND-chain, and the first failing check is only
+    spelled out for rejected rows (a CASE per row cost more than the joins). The staged
+    rows are released as soon as chk_ exists (one row per staged row: maps have unique
+    keys), which keeps peak memory near one copy of the table.
     """
     dup = (
         f", row_number() OVER (PARTITION BY {dup_key} ORDER BY _file, _line) AS _dup"
         if dup_key
         else ""
     )
-    typed = "".join(f", {_parse('s.' + c, k)} AS _t_{c}" for c, k in TYPED[table].items())
-    bad = f"NOT {_ok_sql(table)}"
+    flags = flagged(table, CANON[table])
+    typed = "".join(f", {parse('s.' + c, k)} AS _t_{c}" for c, k in TYPED[table].items())
+    typed += "".join(f", {blank('s.' + c)} AS _blank_{c}" for c in flags)
+    cols = f"s.* EXCLUDE ({', '.join(flags)})" if flags else "s.*"
+    bad = f"NOT {ok_sql(table)}"
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE chk_{table} AS
         SELECT *, ({bad}) AS _bad FROM (
-            SELECT s.*{typed}{dup}{select_extra} FROM stg_{table} s {joins}
+            SELECT {cols}{typed}{dup}{select_extra} FROM stg_{table} s {joins}
         )"""  # noqa: S608 (identifiers from allowlists, values bound)
     )
     # Rejected rows (few) get their first failing check spelled out.
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE rej_{table} AS
-        SELECT _file, _line, {_case(_CHECKS[table], 0)} AS _field,
-               {_case(_CHECKS[table], 2)} AS _reason
+        SELECT _file, _line, {case_sql(CHECKS[table], 0)} AS _field,
+               {case_sql(CHECKS[table], 2)} AS _reason
         FROM chk_{table} WHERE _bad"""  # noqa: S608 (identifiers from allowlists, values bound)
     )
+    if table != "organizations":  # stg_organizations is also read by the encounters step
+        _release(con, table)
+
+
+def _release(con, table: str) -> None:
+    names = [f"stg_{table}", f"raw_{table}"]
+    views = con.execute(
+        "SELECT view_name FROM duckdb_views() WHERE temporary AND view_name IN (?, ?)", names
+    ).fetchall()
+    for (v,) in views:
+        con.execute(f"DROP VIEW {v}")
+    tables = con.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE temporary AND table_name IN (?, ?)", names
+    ).fetchall()
+    for (t,) in tables:
+        con.execute(f"DROP TABLE {t}")
 
 
 def load(
@@ -347,7 +209,7 @@ def load(
     provs = "SELECT DISTINCT trim(PROVIDER) FROM chk_encounters WHERE NOT _bad"
     _id_map(con, "prmap", pz, source, [o for o in _distinct(con, provs) if o])
     con.execute(
-        f"""INSERT INTO encounters SELECT {_insert_sql('encounters', shift)} FROM (
+        f"""INSERT INTO encounters SELECT {insert_sql('encounters', shift)} FROM (
             SELECT c.*, e.pseudo AS _eid, o.pseudo AS _org, pr.pseudo AS _prov
             FROM chk_encounters c JOIN emap e ON e.raw = c.Id
             LEFT JOIN omap o ON o.raw = trim(c.ORGANIZATION)
@@ -360,7 +222,7 @@ def load(
         _check(con, "organizations", ", o.pseudo AS _org",
                "LEFT JOIN omap o ON o.raw = trim(s.Id)", "trim(Id)")  # fmt: skip
         con.execute(
-            f"""INSERT INTO organizations SELECT _org, ?, {_text('NAME')}, {_text('CITY')},
+            f"""INSERT INTO organizations SELECT _org, ?, {text('NAME')}, {text('CITY')},
             {state_sql('STATE')} FROM chk_organizations WHERE NOT _bad""",  # noqa: S608 (identifiers from allowlists, values bound)
             [source],
         )
@@ -380,7 +242,7 @@ def load(
                       f"CASE WHEN NOT {ident} THEN try_cast(s.VALUE AS DOUBLE) END AS _num")  # fmt: skip
         _check(con, table, extra, joins, None)
         con.execute(
-            f"INSERT INTO {table} SELECT {_insert_sql(table, shift)} "  # noqa: S608 (identifiers from allowlists, values bound)
+            f"INSERT INTO {table} SELECT {insert_sql(table, shift)} "  # noqa: S608 (identifiers from allowlists, values bound)
             f"FROM chk_{table} WHERE NOT _bad"
         )
         if table == "observations":
@@ -427,12 +289,12 @@ def _record_rejections(con, staged: Staged, source: str, todo: list[str]) -> lis
 def _insert_patients(con, source: str, shift: str | None) -> None:
     """Write valid patients with their primary organization (most encounters; ties: latest
     visit, then id), computed from the encounters just stored."""
-    birth = _shifted("BIRTHDATE", "date", "m.shift" if shift else None).replace("_t_", "c._t_")
-    death = _shifted("DEATHDATE", "date", "m.shift" if shift else None).replace("_t_", "c._t_")
+    birth = shifted("BIRTHDATE", "date", "m.shift" if shift else None).replace("_t_", "c._t_")
+    death = shifted("DEATHDATE", "date", "m.shift" if shift else None).replace("_t_", "c._t_")
     con.execute(
         f"""INSERT INTO patients SELECT m.pid, ?, {birth}, {death},
             CASE upper(trim(c.GENDER)) WHEN 'M' THEN 'M' WHEN 'F' THEN 'F' END,
-            {_text('c.RACE')}, {_text('c.ETHNICITY')}, {state_sql('c.STATE')},
+            {text('c.RACE')}, {text('c.ETHNICITY')}, {state_sql('c.STATE')},
             {zip3_sql('c.ZIP')}, po.org
         FROM chk_patients c JOIN pmap m ON m.raw = c.Id
         LEFT JOIN (
@@ -448,7 +310,7 @@ def _insert_patients(con, source: str, shift: str | None) -> None:
 
 
 def _count(con, table: str, staged: Staged) -> TableCount:
-    read = con.execute(f"SELECT count(*) FROM stg_{table}").fetchall()[0][0]  # noqa: S608 (identifiers from allowlists, values bound)
+    read = con.execute(f"SELECT count(*) FROM chk_{table}").fetchall()[0][0]  # noqa: S608 (identifiers from allowlists, values bound)
     rej = con.execute(f"SELECT count(*) FROM rej_{table}").fetchall()[0][0]  # noqa: S608 (identifiers from allowlists, values bound)
     extra = sum(1 for r in staged.read_rejects if r[0] == table)
     return TableCount(read + extra, read - rej, rej + extra)

@@ -174,13 +174,16 @@ def ingest(
     date_shift_days: int = 0,
     progress: Progress | None = None,
     secret: bytes | None = None,
+    memory_limit: str | None = "3GB",
 ) -> IngestSummary:
     """Load one export directory into ``store``; replace that source's earlier rows.
 
     ``site`` is the source label (default: the directory name). ``date_shift_days`` > 0
     moves each patient's dates by a keyed amount in [-d, d]. ``progress(table, done, total)``
     is called after each table. ``secret`` overrides ``<store>.secret`` (tests, key
-    rotation); by default the store's own secret is loaded or created.
+    rotation); by default the store's own secret is loaded or created. ``memory_limit``
+    caps DuckDB's memory for this ingest (it spills staging tables to ``<store>.tmp``
+    beyond it); ``None`` keeps DuckDB's default (80% of RAM).
     """
     src = Path(source)
     kind = detect_kind(src)
@@ -189,6 +192,8 @@ def ingest(
                        max_shift_days=date_shift_days)  # fmt: skip
     con = open_store(store)
     try:
+        if memory_limit is not None:
+            con.execute("SET memory_limit = ?", [memory_limit])
         _drop_staging(con)
         staged = stage_csv(con, src) if kind == "csv" else stage_fhir(con, src)
         con.begin()
