@@ -172,3 +172,11 @@ def test_nan_metric_prints_a_dash(html):
     assert cell.text == "–"
     assert not any(c.attrs["data-key"] == "configs/0/subgroups/age_band/18-39/ci/auroc/0"
                    for c in page.cells)
+
+
+def test_unreadable_ledger_is_reported_not_dropped(tmp_path):
+    run_dir = make_run(tmp_path / "broken", attacks=False)
+    (run_dir / "stores" / "south-22.duckdb.ledger.jsonl").write_text("not json\n")
+    html = render_report(run_dir).read_text(encoding="utf-8")
+    assert "could not be read" in html
+    assert 'south-<wbr>22</span> could not be read' in html

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from privehr.privacy.errors import LedgerError
 from privehr.privacy.ledger import LedgerEntry, PrivacyLedger
 
 LEDGER_SUFFIX = ".ledger.jsonl"
@@ -48,6 +49,7 @@ class RunData:
     rounds: tuple[dict[str, Any], ...] = ()
     ledgers: dict[str, SiteLedger] = field(default_factory=dict)
     resolved_config: dict[str, Any] | None = None
+    ledger_errors: dict[str, str] = field(default_factory=dict)
 
     @property
     def configs(self) -> list[dict[str, Any]]:
@@ -97,12 +99,17 @@ def _site_of(path: Path) -> str:
     return name[: -len(".duckdb")] if name.endswith(".duckdb") else name
 
 
-def read_ledgers(run_dir: Path, sites: list[str]) -> dict[str, SiteLedger]:
-    """Ledgers of the study's sites found under ``RUN_DIR/stores`` (missing ones are skipped)."""
+def read_ledgers(run_dir: Path, sites: list[str]) -> tuple[dict[str, SiteLedger], dict[str, str]]:
+    """Ledgers of the study's sites under ``RUN_DIR/stores``, and why any could not be read.
+
+    Missing ledgers are skipped (a run may not ship its stores); unreadable ones are reported,
+    never silently dropped, so the report can say so.
+    """
     out: dict[str, SiteLedger] = {}
+    errors: dict[str, str] = {}
     stores = run_dir / "stores"
     if not stores.is_dir():
-        return out
+        return out, errors
     wanted = set(sites)
     for path in sorted(stores.glob(f"*{LEDGER_SUFFIX}")):
         if path.stat().st_size == 0:
@@ -110,11 +117,16 @@ def read_ledgers(run_dir: Path, sites: list[str]) -> dict[str, SiteLedger]:
         site = _site_of(path)
         if site not in wanted:
             continue
-        ledger = PrivacyLedger(path)
-        out[site] = SiteLedger(site=site, path=path, entries=tuple(ledger.entries()),
+        try:
+            ledger = PrivacyLedger(path)
+            entries = tuple(ledger.entries())
+        except (LedgerError, OSError, ValueError) as exc:
+            errors[site] = f"{type(exc).__name__}: {exc}"
+            continue
+        out[site] = SiteLedger(site=site, path=path, entries=entries,
                                shared_patient_factor=ledger.shared_patient_factor,
                                delta=ledger.delta)
-    return out
+    return out, errors
 
 
 def load_run(run_dir: Path | str) -> RunData:
@@ -132,5 +144,6 @@ def load_run(run_dir: Path | str) -> RunData:
     resolved_path = run_dir / "config.resolved.json"
     resolved = _read_json(resolved_path) if resolved_path.is_file() else None
     sites = [s["site"] for s in metrics.get("sites", [])]
+    ledgers, errors = read_ledgers(run_dir, sites)
     return RunData(run_dir=run_dir, metrics=metrics, rounds=_read_rounds(run_dir / "rounds.jsonl"),
-                   ledgers=read_ledgers(run_dir, sites), resolved_config=resolved)
+                   ledgers=ledgers, resolved_config=resolved, ledger_errors=errors)

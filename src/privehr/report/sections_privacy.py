@@ -68,6 +68,9 @@ def ledger(run: RunData, figure: str | None, view: dict[str, dict[str, Any]]) ->
            "<p class=note>Curves: each private configuration's training releases in this study "
            "folded round by round (worst site). The ledger files span every study run on a "
            "store, so a site's total ε is ∞ as soon as any non-private release was made.</p>"]
+    for site, err in run.ledger_errors.items():
+        out.append(f'<p class="warn">Ledger of {ident(site)} could not be read '
+                   f"({esc(err.split(':')[0])}); its releases are not re-checked here.</p>")
     totals = m.get("ledger_totals") or {}
     sites = list(dict.fromkeys(list(totals) + list(view)))
     if not sites:
