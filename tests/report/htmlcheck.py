@@ -125,6 +125,16 @@ def resolve(data: Any, path: str) -> list[Any]:
     return nodes
 
 
+def auc_ceiling_numeric(eps: float, delta: float, n: int = 200_001) -> float:
+    """Area under min(1, e^ε x + δ, 1 − e^−ε (1 − δ − x)) by the trapezoid rule."""
+    import numpy as np
+
+    x = np.linspace(0.0, 1.0, n)
+    t = np.clip(np.minimum.reduce([np.ones_like(x), np.exp(eps) * x + delta,
+                                   1 - np.exp(-eps) * (1 - delta - x)]), 0.0, 1.0)
+    return float(np.trapezoid(t, x))
+
+
 def value_of(cell: Cell, sources: dict[str, Any]) -> Any:
     a = cell.attrs
     data = sources[a.get("data-src", "metrics")]
@@ -139,6 +149,9 @@ def value_of(cell: Cell, sources: dict[str, Any]) -> Any:
     else:
         assert len(vals) == 1, a
         v = vals[0]
+    if a.get("data-op") == "dp_auc_ceiling":
+        delta = resolve(data, a["data-delta"])[0]
+        v = None if v is None or delta is None else auc_ceiling_numeric(v, delta)
     if "data-div" in a and v is not None:
         d = resolve(data, a["data-div"])[0]
         v = None if not d else v / d

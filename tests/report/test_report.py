@@ -180,3 +180,19 @@ def test_unreadable_ledger_is_reported_not_dropped(tmp_path):
     html = render_report(run_dir).read_text(encoding="utf-8")
     assert "could not be read" in html
     assert 'south-<wbr>22</span> could not be read' in html
+
+
+def test_dp_auc_ceiling_is_shown_and_flags_contradictions(tmp_path):
+    from privehr.report.values import dp_auc_ceiling
+
+    assert dp_auc_ceiling(1.0, 0.0) == pytest.approx(0.7311, abs=1e-4)  # e/(1+e)
+    assert dp_auc_ceiling(50.0, 0.0) == pytest.approx(1.0, abs=1e-9)
+    run_dir = make_run(tmp_path / "mia", attacks=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    res = metrics["attacks"]["membership"]["fedavg_dp_local_eps2"]["lira_online"]
+    res.update(auc=0.97, auc_ci=[0.93, 0.99])  # ε = 2 allows at most ~0.88
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    html = render_report(run_dir).read_text(encoding="utf-8")
+    assert 'data-op="dp_auc_ceiling"' in html
+    assert "contradicts ε" in html
+    assert problems(html, run_dir) == []

@@ -12,6 +12,7 @@ from typing import Any
 
 from privehr.report.html import ident
 from privehr.report.load import RunData
+from privehr.report.sections_privacy import ceiling_paths
 from privehr.report.values import MIN_CELL, cell, const, lookup, text_cell
 
 MIA_PREFERENCE = ("lira_online", "lira_offline", "threshold")
@@ -40,8 +41,15 @@ def _mia_phrase(run: RunData, base: str, name: str, kind: str) -> str:
     verdict = ("no better than a coin flip" if ci[0] is not None and ci[0] <= 0.5 <= ci[1]
                else "better than a coin flip")
     names = [c.get("name") for c in run.configs]
-    eps = (f" (ε = {cell(m, f'configs/{names.index(name)}/privacy/epsilon', 2)})"
-           if base.endswith("membership") and name in names else "")
+    eps = ""
+    if base.endswith("membership") and name in names:
+        i = names.index(name)
+        eps = f" (ε = {cell(m, f'configs/{i}/privacy/epsilon', 2)}"
+        bound = ceiling_paths(run, name, (m.get("attacks") or {}).get("attacked_site"))
+        if bound is not None:
+            eps += (", the most any attack can reach is AUC "
+                    + cell(m, bound[0], 2, auc_ceiling_delta=bound[1], none="–"))
+        eps += ")"
     ci_txt = (f" [{cell(m, f'{p}/auc_ci/0')}, {cell(m, f'{p}/auc_ci/1')}]"
               if ci[0] is not None else "")
     return f"AUC {cell(m, f'{p}/auc')}{ci_txt} against {ident(name)}{eps}, {verdict}"

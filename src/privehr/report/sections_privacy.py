@@ -7,7 +7,15 @@ from typing import Any
 
 from privehr.report.html import ident, img, not_run, table
 from privehr.report.load import RunData
-from privehr.report.values import MISSING, cell, esc, is_number, text_cell
+from privehr.report.values import (
+    MISSING,
+    cell,
+    dp_auc_ceiling,
+    esc,
+    is_number,
+    lookup,
+    text_cell,
+)
 
 MAX_GENERIC_ROWS = 80
 
@@ -115,7 +123,7 @@ def attacks(run: RunData, mia_fig: str | None, audit_fig: str | None) -> str:
         out.append("<p>Attacked site: " + text_cell(m, "attacks/attacked_site", cls="t id")
                    + " (its training patients are the members, its test patients the "
                    "non-members).</p>")
-    table_html = mia_table(m, "attacks/membership", mia)
+    table_html = mia_table(run, "attacks/membership", mia)
     out.append(img(mia_fig, "membership inference AUC", "") if table_html else "")
     out.append(table_html or not_run("membership inference"))
     out.append("<h3>Update inversion (coordinator reconstructing a record from an update)</h3>")
@@ -124,14 +132,32 @@ def attacks(run: RunData, mia_fig: str | None, audit_fig: str | None) -> str:
     out.append(_audit(m, att.get("audit") or {}, audit_fig))
     out.append("<h3>Positive controls (attacks that must succeed on leaky models)</h3>")
     pc = att.get("positive_controls")
-    pc_table = mia_table(m, "attacks/positive_controls", pc) if isinstance(pc, dict) else ""
+    pc_table = mia_table(run, "attacks/positive_controls", pc) if isinstance(pc, dict) else ""
     out.append(pc_table or (generic(m, "attacks/positive_controls", pc) if pc
                             else not_run("positive controls")))
     return "".join(out)
 
 
-def mia_table(m: dict[str, Any], base: str, entries: Any) -> str:
-    """One row per (target, attack) with AUC and CI; skipped targets keep their note."""
+def ceiling_paths(run: RunData, name: str, attacked: str | None) -> tuple[str, str] | None:
+    """(ε path, δ path) bounding attacks on configuration ``name``; None if it is not private."""
+    names = [c.get("name") for c in run.configs]
+    if name not in names:
+        return None
+    i = names.index(name)
+    c = run.configs[i]
+    if not (c.get("privacy") or {}).get("private"):
+        return None
+    per_site = (c.get("privacy") or {}).get("per_site") or {}
+    if attacked in per_site and "delta" in per_site[attacked]:
+        return f"configs/{i}/privacy/epsilon", f"configs/{i}/privacy/per_site/{attacked}/delta"
+    if "delta" in (c.get("protection_details") or {}):
+        return f"configs/{i}/privacy/epsilon", f"configs/{i}/protection_details/delta"
+    return None
+
+
+def mia_table(run: RunData, base: str, entries: Any) -> str:
+    """One row per (target, attack): AUC, CI and, for DP targets, the AUC (ε, δ) allows."""
+    m = run.metrics
     if not isinstance(entries, dict):
         return ""
     rows = []
@@ -139,25 +165,40 @@ def mia_table(m: dict[str, Any], base: str, entries: Any) -> str:
         if not isinstance(kinds, dict):
             continue
         if kinds.get("skipped"):
-            rows.append([ident(name), "skipped", text_cell(m, f"{base}/{name}/note"), "", "", ""])
+            rows.append([ident(name), "skipped", text_cell(m, f"{base}/{name}/note"), "", "", "",
+                         ""])
             continue
+        bound = ceiling_paths(run, name, kinds.get("attacked_site") or
+                              (m.get("attacks") or {}).get("attacked_site"))
         for kind, res in kinds.items():
             if not isinstance(res, dict) or "auc" not in res:
                 continue
             p = f"{base}/{name}/{kind}"
             flag = kinds.get("clearly_above_chance")
+            ceiling, verdict = MISSING, ""
+            if bound is not None:
+                ceiling = cell(m, bound[0], 3, auc_ceiling_delta=bound[1], none=MISSING)
+                eps, delta = lookup(m, bound[0]), lookup(m, bound[1])
+                if is_number(eps) and is_number(delta):
+                    top = dp_auc_ceiling(float(eps), float(delta))
+                    lo = (res.get("auc_ci") or [None])[0]
+                    if is_number(lo) and lo > top:
+                        verdict = '<span class="warn">CI above the ceiling: contradicts ε</span>'
+                    elif is_number(res.get("auc")) and res["auc"] > top:
+                        verdict = "point estimate above the ceiling (within CI)"
             rows.append([ident(name) + ({True: " (clearly above chance)",
                                          False: ' <span class="warn">(not above chance)</span>'}
                                         .get(flag, "") if isinstance(flag, bool) else ""),
                          ident(kind),
                          f"{cell(m, f'{p}/auc')} <span class=ci>[{cell(m, f'{p}/auc_ci/0')}, "
                          f"{cell(m, f'{p}/auc_ci/1')}]</span>",
+                         ceiling + (f" {verdict}" if verdict else ""),
                          _tpr_text(m, p, res), cell(m, f"{p}/n_members", 0, count=True),
                          cell(m, f"{p}/n_nonmembers", 0, count=True)])
     if not rows:
         return ""
-    return table(["target", "attack", "AUC [CI]", "TPR at lowest FPR", "members",
-                  "non-members"], rows)
+    return table(["target", "attack", "AUC [CI]", "largest AUC (ε, δ) allows", "TPR at lowest FPR",
+                  "members", "non-members"], rows)
 
 
 def _inversion(m: dict[str, Any], inv: Any) -> str:

@@ -82,6 +82,20 @@ def aggregate(values: Iterable[Any], agg: str) -> float | None:
     raise ValueError(f"agg={agg!r}: must be count, mean, sum, max or min")
 
 
+def dp_auc_ceiling(epsilon: float, delta: float) -> float:
+    """Largest ROC AUC any membership test can reach against an (ε, δ)-DP release.
+
+    The ROC of every test lies below TPR = min(1, e^ε·FPR + δ, 1 − e^−ε·(1 − δ − FPR))
+    (the (ε, δ) hypothesis-testing bound); this is the area under that curve. An attack AUC
+    whose lower confidence bound is above it contradicts the claimed (ε, δ) — or the attack's
+    members and non-members are not exchangeable.
+    """
+    e = math.exp(epsilon)
+    f1 = (1.0 - delta) / (e + 1.0)  # where the two sloped pieces meet
+    rest = 1.0 - delta - f1
+    return e * f1 * f1 / 2 + delta * f1 + rest - rest * rest / (2 * e) + delta
+
+
 def is_number(x: Any) -> bool:
     return isinstance(x, int | float) and not isinstance(x, bool)
 
@@ -110,13 +124,16 @@ def _attrs(attrs: Mapping[str, Any]) -> str:
 def cell(data: Any, path: Path, digits: int | str = 3, *, src: str = "metrics", agg: str | None = None,
          div: Path | None = None, scale: float | None = None, count: bool = False,
          none: str = INFINITY, unit: str = "", tag: str = "span", cls: str = "n",
-         resolve_data: Any = None, cases_of: Path | None = None) -> str:
+         resolve_data: Any = None, cases_of: Path | None = None,
+         auc_ceiling_delta: Path | None = None) -> str:
     """HTML for one number read at ``path`` (``data`` is what the path is resolved in).
 
     ``count=True`` marks a patient count: values below :data:`MIN_CELL` print as ``<11``.
     ``cases_of`` marks a proportion (e.g. prevalence): it is hidden when ``value × N`` (the
     number of cases it implies) or ``N − cases`` is below :data:`MIN_CELL`, where ``N`` is the
     sum of the ``+``-separated paths in ``cases_of``.
+    ``auc_ceiling_delta`` turns the ε at ``path`` into :func:`dp_auc_ceiling` (ε, δ at that
+    path); ``data-op="dp_auc_ceiling"`` says so in the HTML.
     ``resolve_data`` lets a caller resolve in a derived view (rounds/ledger tables) while the
     attribute still names the source file (``src``).
     """
@@ -130,6 +147,10 @@ def cell(data: Any, path: Path, digits: int | str = 3, *, src: str = "metrics", 
     if div is not None and value is not None:
         d = lookup(base, div)
         value = None if not d else float(value) / float(d)
+    if auc_ceiling_delta is not None:
+        d = lookup(base, auc_ceiling_delta)
+        value = (dp_auc_ceiling(float(value), float(d))
+                 if is_number(value) and is_number(d) else None)
     raw = value
     if scale is not None and is_number(value):
         value = float(value) * scale
@@ -139,6 +160,9 @@ def cell(data: Any, path: Path, digits: int | str = 3, *, src: str = "metrics", 
         attrs["data-src"] = src
     if agg:
         attrs["data-agg"] = agg
+    if auc_ceiling_delta:
+        attrs["data-op"] = "dp_auc_ceiling"
+        attrs["data-delta"] = auc_ceiling_delta
     if div:
         attrs["data-div"] = div
     if scale is not None:
