@@ -55,8 +55,12 @@ def _mia_phrase(run: RunData, base: str, name: str, kind: str) -> str:
     return f"AUC {cell(m, f'{p}/auc')}{ci_txt} against {ident(name)}{eps}, {verdict}"
 
 
-def attacker_summary(run: RunData) -> list[str]:
-    """HTML sentences; an explicit 'not run' sentence when the run has no attack results."""
+def attacker_summary(run: RunData, *, brief: bool = False) -> list[str]:
+    """HTML sentences; an explicit 'not run' sentence when the run has no attack results.
+
+    ``brief`` (slides) keeps one non-private target (federated if any) and the two most
+    private ones.
+    """
     m = run.metrics
     attacks = m.get("attacks")
     if not isinstance(attacks, dict) or not attacks:
@@ -72,6 +76,9 @@ def attacker_summary(run: RunData) -> list[str]:
     plain = [n for n in mia if n in by_cfg and _eps(by_cfg[n]) is None and _mia_kind(mia[n])]
     private = sorted((n for n in mia if n in by_cfg and _eps(by_cfg[n]) is not None
                       and _mia_kind(mia[n])), key=lambda n: _eps(by_cfg[n]) or 0.0)
+    if brief:
+        fed = [n for n in plain if by_cfg[n].get("method") not in ("centralised", "site_only")]
+        plain, private = (fed or plain)[:1], private[:2]
     if plain or private:
         phrases = [_mia_phrase(run, "attacks/membership", n, _mia_kind(mia[n]) or "")
                    for n in plain + private]
@@ -135,7 +142,7 @@ def _inversion_sentence(run: RunData, inv: dict[str, Any]) -> str:
     parts = [f"from one site's plain update of {cell(m, f'{p}/batch_size', 0)} patient(s) the "
              f"coordinator reconstructs the record with cosine {cell(m, f'{p}/cosine', 2)} "
              f"(random direction: {cell(m, f'{p}/cosine_chance', 2, none='–')}) and re-identifies "
-             f"it by linkage in {cell(m, f'{p}/reidentification_rate', 2, scale=100.0, none='–')} "
+             f"it by linkage in {cell(m, f'{p}/reidentification_rate', 0, scale=100.0, none='–')} "
              "% of trials"]
     masked = inv.get("masked_words") or []
     j = _first(masked, batch_size=plain[i].get("batch_size"))

@@ -32,6 +32,7 @@ body { background: #10141c; }
 .cols { display: flex; gap: 2rem; align-items: flex-start; } .cols > * { flex: 1 1 0; min-width: 0; }
 .cols img.plot { max-width: 100%; }
 .slide pre { font-size: .75rem; max-height: 22vh; }
+.small { font-size: .95rem; }
 .sites-grid { columns: 3; font-size: .75rem; list-style: none; padding: 0; }
 .sites-grid li { margin: 0 0 .15rem; break-inside: avoid; }
 .pageno { position: fixed; right: 1rem; bottom: .6rem; color: #888; font-size: .8rem; }
@@ -146,7 +147,7 @@ def slides_html(run: RunData, figs: Figures | None = None) -> str:
     figs = figs or build_figures(run)
     m = run.metrics
     view = ledger_view(run)
-    bullets = "".join(f"<li>{s}</li>" for s in attacker_summary(run))
+    bullets = "".join(f"<li>{s}</li>" for s in attacker_summary(run, brief=True))
     slides = [
         _slide("title", "Federated learning with measurable privacy",
                f"<h1>{text_cell(m, 'study/name')}: {text_cell(m, 'study/task', cls='t id')}</h1>"
@@ -161,8 +162,9 @@ def slides_html(run: RunData, figs: Figures | None = None) -> str:
         _slide("buys", "What each protection costs and buys", _buys(run, figs)),
         _slide("utility", "Utility of every configuration", _utility(run)),
         _slide("attacker", "What an attacker could learn",
-               f"<ul>{bullets}</ul>" + (_img(figs.membership, "membership inference", "")
-                                        if figs.membership else "")),
+               f'<div class="cols"><div class="small"><ul>{bullets}</ul></div>'
+               + (f"<div>{_img(figs.membership, 'membership inference', '')}</div>"
+                  if figs.membership else "") + "</div>"),
         _slide("audit", "Audit lower bound vs ledger ε",
                '<div class="cols"><div>'
                + _img(figs.audit, "audit", "The one-run audit was not run in this study.")
