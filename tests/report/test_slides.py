@@ -59,3 +59,16 @@ def test_attack_absence_is_visible(bare_run_dir):
     html = render_slides(run_dir).read_text(encoding="utf-8")
     assert "not run" in html
     assert problems(html, run_dir) == []
+
+
+def test_render_all_writes_the_same_pages(run_dir, tmp_path):
+    import shutil
+
+    from privehr.report import render_all, render_report
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("*.html", "*.lock"))
+    report, slides = render_all(copy)
+    assert problems(report.read_text(encoding="utf-8"), copy) == []
+    assert problems(slides.read_text(encoding="utf-8"), copy) == []
+    assert report.read_text(encoding="utf-8") == render_report(copy).read_text(encoding="utf-8")

@@ -6,7 +6,21 @@
 (``data-key``), so a test can check each one against ``metrics.json``.
 """
 
-from privehr.report.report import render_report
-from privehr.report.slides import render_slides
+from pathlib import Path
 
-__all__ = ["render_report", "render_slides"]
+from privehr.report.load import ReportInputError, load_run
+from privehr.report.report import REPORT_FILE, build_figures, render_report, report_html
+from privehr.report.slides import SLIDES_FILE, render_slides, slides_html
+
+
+def render_all(run_dir: Path) -> tuple[Path, Path]:
+    """Write report.html and slides.html, loading the run and drawing the figures once."""
+    run = load_run(run_dir)
+    figs = build_figures(run)
+    report, slides = Path(run_dir) / REPORT_FILE, Path(run_dir) / SLIDES_FILE
+    report.write_text(report_html(run, figs), encoding="utf-8")
+    slides.write_text(slides_html(run, figs), encoding="utf-8")
+    return report, slides
+
+
+__all__ = ["ReportInputError", "render_all", "render_report", "render_slides"]
