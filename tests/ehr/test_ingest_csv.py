@@ -313,3 +313,14 @@ def test_identifying_observation_values_are_dropped(tiny_export, tmp_path):
     rows = sorted(q(store, "SELECT code, value_num, value_text FROM observations"))
     assert rows == [("56799-0", None, None), ("71802-3", None, "Patient is homeless"), ("99999-9", None, None)]
     assert any("2 identifying value(s) dropped" in n for n in s.notes)
+
+
+def test_physical_line_mapping_skips_unsplittable_lines():
+    import numpy as np
+
+    from privehr.ehr.ingest_csv import _physical_lines
+
+    # header = line 1; lines 3, 4 and 8 could not be split: parsed rows sit on the others
+    got = _physical_lines(6, np.array([8, 3, 4]))
+    assert got.tolist() == [2, 5, 6, 7, 9, 10]
+    assert _physical_lines(3, np.array([], dtype=np.int64)).tolist() == [2, 3, 4]
