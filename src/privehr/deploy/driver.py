@@ -34,6 +34,11 @@ class DeployedResult:
     stage_logs: list[Any] = field(default_factory=list)
 
 
+def budget_refusals(coord: Coordinator, round_: int) -> list[str]:
+    code = int(P.ErrorCode.BUDGET_EXHAUSTED)
+    return sorted({s for lg in coord.stage_logs if lg.round == round_ for s, c in lg.errors.items() if c == code})
+
+
 def coordinator_protection(entry: ConfigEntry, cfg: StudyConfig, sites: list[str]):
     """The coordinator half of a protection mode; it never needs any site's data."""
     from privehr.deploy.site_protection import SUPPORTED, UnsupportedInDeployment
@@ -51,7 +56,10 @@ def drive_study(cfg: StudyConfig, entry: ConfigEntry, transport: Transport, site
     coord = Coordinator(transport, list(sites), study_id, Deadlines(default=cfg.federation.deadline_s))
     start_round = getattr(transport, "start_round", None)
     d_in = coord.hello()
-    standardizer, counts = coord.standardizer(dp=protection.private)
+    floor = protection.std_floor() if hasattr(protection, "std_floor") else None
+    standardizer, counts = coord.standardizer(dp=protection.private, std_floor=floor)
+    if hasattr(protection, "public_standardizer"):
+        standardizer = protection.public_standardizer() or standardizer
     protection.on_counts(counts)
     model = make_model(cfg.study.model, d_in, hidden=cfg.study.hidden, seed=cfg.study.seed)
     params = get_flat(model).astype(np.float64)
@@ -73,10 +81,18 @@ def drive_study(cfg: StudyConfig, entry: ConfigEntry, transport: Transport, site
                                                 protection.aggregate, kind=protection.request_kind)
         except RoundAborted as exc:
             rounds_log.append({"round": r, "aborted": str(exc), "seconds": time.perf_counter() - t0})
-            continue
-        state, params = opt.next(state, params, delta)
-        rounds_log.append({"round": r, "sites": included, "seconds": time.perf_counter() - t0,
-                           "update_l2": float(np.linalg.norm(delta)), **protection.round_measurements()})
+        else:
+            state, params = opt.next(state, params, delta)
+            rounds_log.append({"round": r, "sites": included, "seconds": time.perf_counter() - t0,
+                               "update_l2": float(np.linalg.norm(delta)), **protection.round_measurements()})
+        refused = budget_refusals(coord, r)
+        if refused:  # as the simulator: a site out of budget stops the study or leaves it
+            rounds_log[-1]["budget_exhausted"] = refused
+            if getattr(cfg.privacy, "on_budget_exhausted", "stop") == "stop":
+                rounds_log[-1]["stopped"] = f"privacy budget exhausted at {refused}; study stopped"
+                break
+            if hasattr(transport, "exclude"):
+                transport.exclude(refused)
     replies = coord.broadcast(P.EVALUATE, {"params": np.asarray(params, np.float32), "standardizer": standardizer,
                                            "dp": protection.evaluation_dp(cfg)}, n_rounds + 1)
     metrics = combine(replies, n_boot=cfg.study.bootstrap, seed=cfg.study.seed) if replies else {}

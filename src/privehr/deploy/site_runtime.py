@@ -163,4 +163,8 @@ class SiteRuntime:
         plugins = site_plugins(entry, cfg, site, load_identity_key(self.credentials), self.roster.identity_keys())
         handlers = SiteHandlers(site.data, model_kind=cfg.study.model, hidden=cfg.study.hidden, seed=cfg.study.seed,
                                 n_boot=cfg.study.bootstrap, plugins=plugins)
-        return _Session(SiteNode(self.name, handlers, charge), ledger)
+        try:  # the ledger pre-check (refuse before touching data) where SiteNode supports it
+            node = SiteNode(self.name, handlers, charge, lambda event: ledger.check(event))
+        except TypeError:
+            node = SiteNode(self.name, handlers, charge)
+        return _Session(node, ledger)

@@ -43,6 +43,11 @@ class FlowerTransport:
         self.round = 0
         self.dropouts: list[dict[str, Any]] = []
 
+    def exclude(self, sites: list[str]) -> None:
+        """Stop asking these sites (e.g. their privacy budget is exhausted)."""
+        for s in sites:
+            self.nodes.pop(s, None)
+
     def start_round(self, round_: int) -> None:
         self.round = round_
 
