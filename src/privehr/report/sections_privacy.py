@@ -76,6 +76,7 @@ def ledger(run: RunData, figure: str | None, view: dict[str, dict[str, Any]]) ->
            "<p class=note>Curves: each private configuration's training releases in this study "
            "folded round by round (worst site). The ledger files span every study run on a "
            "store, so a site's total ε is ∞ as soon as any non-private release was made.</p>"]
+    out.append(_site_epsilons(run))
     for site, err in run.ledger_errors.items():
         out.append(f'<p class="warn">Ledger of {ident(site)} could not be read '
                    f"({esc(err.split(':')[0])}); its releases are not re-checked here.</p>")
@@ -100,6 +101,21 @@ def ledger(run: RunData, figure: str | None, view: dict[str, dict[str, Any]]) ->
                       "studies on this store", "releases in this study",
                       "non-private releases in this study"], rows))
     return "".join(out)
+
+
+def _site_epsilons(run: RunData) -> str:
+    """ε of each private configuration at each site (this study's releases; metrics.json)."""
+    m = run.metrics
+    cfgs = [(i, c) for i, c in enumerate(run.configs)
+            if (c.get("privacy") or {}).get("private") and (c["privacy"].get("per_site"))]
+    if not cfgs:
+        return ""
+    sites = list(dict.fromkeys(s for _, c in cfgs for s in c["privacy"]["per_site"]))
+    rows = [[ident(site)] + [cell(m, f"configs/{i}/privacy/per_site/{site}/epsilon", 2)
+                             if site in c["privacy"]["per_site"] else MISSING for i, c in cfgs]
+            for site in sites]
+    return ("<h3>ε per site and configuration (this study's releases)</h3>"
+            + table(["site"] + [ident(c["name"]) for _, c in cfgs], rows))
 
 
 def _tpr_text(m: dict[str, Any], p: str, res: dict[str, Any]) -> str:
