@@ -272,7 +272,9 @@ def generic(m: dict[str, Any], path: str, node: Any) -> str:
             for i, v in enumerate(x):
                 walk(f"{p}/{i}", v)
         elif is_number(x):
-            rows.append([ident(p[len(path) + 1:]), cell(m, p, 3 if isinstance(x, float) else 0)])
+            digits: int | str = 0 if not isinstance(x, float) else (
+                "g" if 0 < abs(x) < 0.01 else 3)
+            rows.append([ident(p[len(path) + 1:]), cell(m, p, digits)])
         elif isinstance(x, bool) or x is None:
             rows.append([ident(p[len(path) + 1:]), esc({True: "yes", False: "no", None: "–"}[x])])
         else:
