@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import pytest
+
 from conftest import (
     CONDITIONS_H,
     ENCOUNTERS_H,
@@ -19,7 +20,6 @@ from conftest import (
     patient_row,
     write_table,
 )
-
 from privehr.ehr.errors import (
     EhrColumnError,
     EhrEncodingError,
