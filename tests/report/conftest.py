@@ -17,3 +17,4 @@ def run_dir(tmp_path_factory) -> Path:
 def bare_run_dir(tmp_path_factory) -> Path:
     """The same study without an 'attacks' key (attack stage not run)."""
     return make_run(tmp_path_factory.mktemp("bare"), attacks=False)
+

@@ -175,3 +175,13 @@ def _attacks(rng: np.random.Generator) -> dict[str, Any]:
         "timings": {"membership": 1.25},
         "seconds": 2.5,
     }
+
+
+def text_only_report(run_dir: Path) -> str:
+    """report.html without drawing figures (for tests about text and numbers only)."""
+    from privehr.report.load import load_run
+    from privehr.report.report import Figures, report_html
+
+    figs = Figures(privacy_utility=None, ledger=None, membership=None, audit=None, cost=None,
+                   diagram="", curves=())
+    return report_html(load_run(run_dir), figs)

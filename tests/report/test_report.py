@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from fixture_run import SITES, make_run
+from fixture_run import SITES, make_run, text_only_report
 from htmlcheck import check_cell, parse, problems, sources_for
 
 from privehr.report import render_report
@@ -130,7 +130,7 @@ def test_skipped_attack_stage_shows_its_reason(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics["attacks"] = {"skipped": "sites ['north-1'] have a finite privacy budget"}
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    html = render_report(run_dir).read_text(encoding="utf-8")
+    html = text_only_report(run_dir)
     assert parse(html).not_run >= 1
     assert html.count("have a finite privacy budget") >= 2  # summary and attacks section
     assert problems(html, run_dir) == []
@@ -142,7 +142,7 @@ def test_prevalence_suppression_counts_examples_not_store_patients(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics["sites"][1].update(patients=500, train_examples=35, test_examples=15, prevalence=0.18)
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    html = render_report(run_dir).read_text(encoding="utf-8")
+    html = text_only_report(run_dir)
     page = parse(html)
     cell = next(c for c in page.cells if c.attrs["data-key"] == "sites/1/prevalence")
     assert cell.attrs.get("data-suppressed")  # 0.18 x 50 examples = 9 positives
@@ -154,7 +154,7 @@ def test_warns_when_released_counts_are_far_from_exact(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     metrics["configs"][4]["global"]["n"] = 400  # exact view says 60
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    html = render_report(run_dir).read_text(encoding="utf-8")
+    html = text_only_report(run_dir)
     assert "noisy evaluation histograms" in html
     assert html.count("noisy evaluation histograms of these configurations") == 1
     assert problems(html, run_dir) == []
@@ -177,7 +177,7 @@ def test_nan_metric_prints_a_dash(html):
 def test_unreadable_ledger_is_reported_not_dropped(tmp_path):
     run_dir = make_run(tmp_path / "broken", attacks=False)
     (run_dir / "stores" / "south-22.duckdb.ledger.jsonl").write_text("not json\n")
-    html = render_report(run_dir).read_text(encoding="utf-8")
+    html = text_only_report(run_dir)
     assert "could not be read" in html
     assert 'south-<wbr>22</span> could not be read' in html
 
@@ -192,7 +192,7 @@ def test_dp_auc_ceiling_is_shown_and_flags_contradictions(tmp_path):
     res = metrics["attacks"]["membership"]["fedavg_dp_local_eps2"]["lira_online"]
     res.update(auc=0.97, auc_ci=[0.93, 0.99])  # ε = 2 allows at most ~0.88
     (run_dir / "metrics.json").write_text(json.dumps(metrics))
-    html = render_report(run_dir).read_text(encoding="utf-8")
+    html = text_only_report(run_dir)
     assert 'data-op="dp_auc_ceiling"' in html
     assert "contradicts ε" in html
     assert problems(html, run_dir) == []
