@@ -307,12 +307,14 @@ def test_identifying_observation_values_are_dropped(tiny_export, tmp_path):
         "2020-01-01T10:00:00Z,p1,e1,survey,56799-0,Address,12 Main Street,,text",
         "2020-01-01T10:00:00Z,p1,e1,survey,99999-9,Home phone number,555-123-4567,,text",
         "2020-01-01T10:00:00Z,p1,e1,survey,71802-3,Housing status,Patient is homeless,,text",
+        "2020-01-01T10:00:00Z,p1,e1,survey,12345-6,ZIP code of residence,02139,,numeric",
     ])
     store = tmp_path / "s.duckdb"
     s = ingest(src, store, secret=SECRET)
     rows = sorted(q(store, "SELECT code, value_num, value_text FROM observations"))
-    assert rows == [("56799-0", None, None), ("71802-3", None, "Patient is homeless"), ("99999-9", None, None)]
-    assert any("2 identifying value(s) dropped" in n for n in s.notes)
+    assert rows == [("12345-6", None, None), ("56799-0", None, None),
+                    ("71802-3", None, "Patient is homeless"), ("99999-9", None, None)]
+    assert any("3 identifying value(s) dropped" in n for n in s.notes)
 
 
 def test_physical_line_mapping_skips_unsplittable_lines():

@@ -113,7 +113,7 @@ IDENTIFYING_OBSERVATION_PATTERN = r"(?i)\b(address|postal code|zip code|phone|te
 def identifying_observation_sql(code: str, description: str) -> str:
     codes = ", ".join(f"'{c}'" for c in IDENTIFYING_OBSERVATION_CODES)
     return (
-        f"(trim({code}) IN ({codes}) OR "
+        f"({code} IN ({codes}) OR "
         f"coalesce(regexp_matches({description}, '{IDENTIFYING_OBSERVATION_PATTERN}'), false))"
     )
 

@@ -237,9 +237,15 @@ def load(
             # A value that parses as a number is stored as one whatever TYPE says (CSV marks
             # some numeric survey answers 'text'; FHIR gives a Quantity). Identifying values
             # (e.g. the PRAPARE address) are dropped, the row kept.
-            ident = identifying_observation_sql("s.CODE", "s.DESCRIPTION")
-            extra += (f", {ident} AS _ident, "
-                      f"CASE WHEN NOT {ident} THEN try_cast(s.VALUE AS DOUBLE) END AS _num")  # fmt: skip
+            # The rule is applied to the few distinct (code, description) pairs; every row
+            # of a matching code is then treated as identifying (errs on the safe side).
+            con.execute(
+                f"""CREATE OR REPLACE TEMP TABLE _ident_codes AS SELECT DISTINCT CODE AS code
+                FROM (SELECT DISTINCT CODE, DESCRIPTION FROM stg_observations)
+                WHERE {identifying_observation_sql('CODE', 'DESCRIPTION')}"""  # noqa: S608 (identifiers from allowlists, values bound)
+            )
+            ident = "coalesce(s.CODE IN (SELECT code FROM _ident_codes), false)"
+            extra += f", {ident} AS _ident, try_cast(s.VALUE AS DOUBLE) AS _num"
         _check(con, table, extra, joins, None)
         con.execute(
             f"INSERT INTO {table} SELECT {insert_sql(table, shift)} "  # noqa: S608 (identifiers from allowlists, values bound)

@@ -176,7 +176,7 @@ def insert_sql(table: str, shift: str | None) -> str:
         "conditions": f"""_pid, _eid, {t['START']}, {t['STOP']}, {_system('SYSTEM')},
             CODE, {text('DESCRIPTION')}""",
         "observations": f"""_pid, _eid, {t['DATE']}, {text('CATEGORY')}, CODE,
-            {text('DESCRIPTION')}, _num,
+            {text('DESCRIPTION')}, CASE WHEN NOT _ident THEN _num END,
             CASE WHEN _num IS NULL AND NOT _ident THEN {text('VALUE')} END,
             {text('UNITS')}""",
         "medications": f"""_pid, _eid, {t['START']}, {t['STOP']}, CODE,
