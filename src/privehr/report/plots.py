@@ -1,5 +1,8 @@
 """Figures of the report and the slides, drawn once with matplotlib (Agg) and inlined as PNG.
 
+Figures are plain ``matplotlib.figure.Figure`` objects rendered by the Agg canvas: no pyplot,
+so no global figure registry and no backend switch for the rest of the process.
+
 Why inline PNG (``data:image/png;base64``): the report must be one self-contained file that a
 hospital can archive or e-mail; no figure may be fetched from anywhere. Each function takes the
 loaded run and returns a ``data:`` URI, or ``None`` when the run has nothing to draw (the
@@ -13,23 +16,24 @@ import io
 import math
 from typing import Any
 
-import matplotlib
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402  (backend first)
-
-from privehr.report.ledger_curves import EpsilonCurve  # noqa: E402
-from privehr.report.load import RunData  # noqa: E402
+from privehr.report.ledger_curves import EpsilonCurve
+from privehr.report.load import RunData
 
 COLOURS = {"none": "#555555", "secagg": "#1f77b4", "dp_local": "#d62728", "ddp": "#2ca02c",
            "he": "#9467bd"}
 DPI = 110
 
 
+def _subplots(figsize: tuple[float, float], ncols: int = 1, sharey: bool = False) -> Any:
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(1, ncols, sharey=sharey)
+
+
 def to_data_uri(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -43,7 +47,7 @@ def privacy_utility(run: RunData) -> str | None:
     private = [c for c in run.configs if _eps(c) is not None and c.get("global")]
     if not private:
         return None
-    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    fig, ax = _subplots((7.0, 4.2))
     for prot in sorted({c["protection"] for c in private}):
         pts = sorted((_eps(c), c) for c in private if c["protection"] == prot)
         xs = [p[0] for p in pts]
@@ -80,7 +84,7 @@ def ledger_curves(curves: list[EpsilonCurve]) -> str | None:
     """Cumulative training ε per round (worst site) for each private configuration."""
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(7.0, 3.8))
+    fig, ax = _subplots((7.0, 3.8))
     for curve in curves:
         ax.plot(curve.rounds, curve.epsilon, marker=".", label=curve.config)
     ax.set_xlabel("round (0 = standardisation statistics)")
@@ -100,7 +104,7 @@ def membership(run: RunData) -> str | None:
         return None
     kinds = sorted({k for _, k, _ in rows})
     cfgs = list(dict.fromkeys(c for c, _, _ in rows))
-    fig, ax = plt.subplots(figsize=(7.0, 0.6 + 0.45 * len(cfgs) * max(1, len(kinds)) / 1.5))
+    fig, ax = _subplots((7.0, 0.6 + 0.45 * len(cfgs) * max(1, len(kinds)) / 1.5))
     h = 0.8 / len(kinds)
     for j, kind in enumerate(kinds):
         for i, cfg in enumerate(cfgs):
@@ -125,7 +129,7 @@ def audit(run: RunData) -> str | None:
     rows = [(cfg, r) for cfg, r in aud.items() if isinstance(r, dict) and "eps_lower_bound" in r]
     if not rows:
         return None
-    fig, ax = plt.subplots(figsize=(7.0, 1.2 + 0.6 * len(rows)))
+    fig, ax = _subplots((7.0, 1.2 + 0.6 * len(rows)))
     ys = range(len(rows))
     ax.barh([y + 0.2 for y in ys], [r["eps_lower_bound"] for _, r in rows], height=0.4,
             color="#d62728", label="audit lower bound")
@@ -159,7 +163,7 @@ def cost(run: RunData) -> str | None:
                          sum(up) / len(up) / r))
     if not rows:
         return None
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8.5, 0.9 + 0.35 * len(rows)), sharey=True)
+    fig, (a1, a2) = _subplots((8.5, 0.9 + 0.35 * len(rows)), 2, sharey=True)
     ys = range(len(rows))
     colours = [COLOURS.get(p, "#888888") for _, p, _, _ in rows]
     a1.barh(list(ys), [s for _, _, s, _ in rows], color=colours)
