@@ -72,3 +72,19 @@ def test_render_all_writes_the_same_pages(run_dir, tmp_path):
     assert problems(report.read_text(encoding="utf-8"), copy) == []
     assert problems(slides.read_text(encoding="utf-8"), copy) == []
     assert report.read_text(encoding="utf-8") == render_report(copy).read_text(encoding="utf-8")
+
+
+def test_seeded_test_noise_is_flagged_on_both_pages(run_dir, tmp_path):
+    import json
+    import shutil
+
+    from privehr.report import render_all
+
+    copy = tmp_path / "seeded"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("*.html", "*.lock"))
+    metrics = json.loads((copy / "metrics.json").read_text())
+    metrics["study"]["noise"] = "seeded (TEST MODE: not private)"
+    (copy / "metrics.json").write_text(json.dumps(metrics))
+    for page in render_all(copy):
+        html = page.read_text(encoding="utf-8")
+        assert 'class="notrun warn"' in html and "TEST MODE: not private" in html

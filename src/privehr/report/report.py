@@ -138,7 +138,7 @@ def model_card(run: RunData) -> str:
 
 
 
-def _noise_banner(m: dict[str, Any]) -> str:
+def noise_banner(m: dict[str, Any]) -> str:
     noise = str((m.get("study") or {}).get("noise", ""))
     if not noise:
         return ""
@@ -172,7 +172,7 @@ def report_html(run: RunData, figs: Figures | None = None) -> str:
             "<p class=note>Study " + text_cell(m, "study/id", cls="t id") + ", config hash "
             + text_cell(m, "study/config_hash", cls="t id") + ", metrics schema version "
             + cell(m, "schema_version", 0) + ". Every number below is read from this run's "
-            "files (hover: <code>data-key</code>).</p>" + _noise_banner(m) + "</header>")
+            "files; hover over a number to see its source path.</p>" + noise_banner(m) + "</header>")
     body = "".join(section(sid, title, bodies[sid]) for sid, title in SECTIONS)
     return page(f"privehr report — {m.get('study', {}).get('name', '')}",
                 f'<main>{head}<nav class="toc">{toc}</nav>{body}</main>')

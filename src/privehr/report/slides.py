@@ -13,7 +13,13 @@ from pathlib import Path
 from privehr.report.html import BASE_CSS, page, table
 from privehr.report.load import RunData, load_run
 from privehr.report.narrative import attacker_summary, limits
-from privehr.report.report import Figures, best_private, build_figures, reference
+from privehr.report.report import (
+    Figures,
+    best_private,
+    build_figures,
+    noise_banner,
+    reference,
+)
 from privehr.report.sections_privacy import ledger_view
 from privehr.report.values import cell, ci_cell, esc, text_cell
 
@@ -154,7 +160,8 @@ def slides_html(run: RunData, figs: Figures | None = None) -> str:
                f"<p>Study {text_cell(m, 'study/id', cls='t id')} · "
                f"{cell(m, 'sites/*', 0, agg='count')} sites · "
                f"{cell(m, 'configs/*', 0, agg='count')} configurations</p>"
-               "<p class=note>← → or click to move; print for one slide per page.</p>"),
+               + noise_banner(m)
+               + "<p class=note>← → or click to move; print for one slide per page.</p>"),
         _slide("question", "The question", _question(run)),
         _slide("threat-model", "Threat model: what crosses the trust boundary",
                figs.diagram + "<p class=note>The coordinator may lie; raw records never leave "
