@@ -164,7 +164,7 @@ def report_html(run: RunData, figs: Figures | None = None) -> str:
                  if figs.cost else "") + cost(run),
         "data-flow": figs.diagram + "<p class=note>Generated from this run's configurations: "
                      "raw records and local training stay inside each site's boundary; only "
-                     "the protected updates shown on the arrows cross it.</p>",
+                     "the updates listed in the note cross it.</p>",
         "limits": "<ul>" + "".join(f"<li>{s}</li>" for s in limits(run, view)) + "</ul>",
     }
     toc = "".join(f'<a href="#{sid}">{esc(title)}</a>' for sid, title in SECTIONS)
