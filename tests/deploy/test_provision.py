@@ -92,3 +92,31 @@ def test_group_readable_key_is_reported(prov, tmp_path):
     k.write_bytes(b"k")
     k.chmod(0o640)
     assert check_private_modes(tmp_path) == [k]
+
+
+def test_rotate_site_updates_roster_everywhere(tmp_path):
+    from privehr.deploy.provision import rotate_site
+
+    res = provision(["a", "b", "c"], tmp_path)
+    before = Roster.load(tmp_path / "coordinator" / "roster.json")
+    old_ident = (res.sites["b"] / "identity.key").read_bytes()
+    new = rotate_site(tmp_path, "b", ("identity", "supernode"))
+    for d in [res.coordinator, *res.sites.values()]:
+        r = Roster.load(d / "roster.json")
+        assert r.sites["b"]["identity"] == new["identity"] != before.sites["b"]["identity"]
+        assert r.sites["b"]["supernode"] == new["supernode"] != before.sites["b"]["supernode"]
+        assert r.sites["b"]["audit"] == before.sites["b"]["audit"]  # not rotated
+        assert r.sites["a"] == before.sites["a"]
+    assert (res.sites["b"] / "identity.key").read_bytes() != old_ident
+    assert load_identity_key(res.sites["b"]).public_key().public_bytes_raw().hex() == new["identity"]
+    assert check_private_modes(tmp_path) == []
+
+
+def test_rotate_unknown_site_or_kind(tmp_path):
+    from privehr.deploy.provision import rotate_site
+
+    provision(["a", "b", "c"], tmp_path)
+    with pytest.raises(ProvisionError, match="site"):
+        rotate_site(tmp_path, "zz")
+    with pytest.raises(ProvisionError, match="kinds"):
+        rotate_site(tmp_path, "a", ("ca",))

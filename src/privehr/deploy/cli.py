@@ -64,6 +64,24 @@ def provision_cmd(
         console.print(f"site {name}: {d}  (copy this folder to the site; private keys are mode 0600)")
 
 
+@deploy_app.command("rotate")
+def rotate_cmd(
+    out: Path = typer.Option(..., help="the folder provision wrote"),
+    site: str = typer.Option(..., help="whose keys to replace"),
+    kind: list[str] = typer.Option(["supernode", "identity", "audit"], help="supernode | identity | audit"),
+) -> None:
+    """Replace a site's keys and rewrite the roster everywhere (see docs/deployment.md)."""
+    from privehr.deploy.provision import ProvisionError, rotate_site
+
+    try:
+        new = rotate_site(out, site, tuple(kind))
+    except ProvisionError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"rotated {sorted(new)} of {site}; copy the new roster.json to every site and "
+                  f"{out / 'sites' / site} to {site}. A new SuperNode key must be registered "
+                  "(restart `privehr coordinator start`) after unregistering the old node.")
+
+
 @coordinator_app.command("start")
 def coordinator_start(
     credentials: Path = typer.Option(..., help="the coordinator/ folder from provision"),
@@ -139,10 +157,13 @@ def site_start(
     state: Path = typer.Option(Path("site-state"), help="SuperNode log and FLWR_HOME"),
 ) -> None:
     """Run this site's SuperNode (process isolation) and answer with the site's own privehr."""
+    import logging
+
     from privehr.deploy import launch
     from privehr.deploy.site_runtime import SiteRuntime
     from privehr.deploy.site_worker import SiteWorker
 
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     info = json.loads((credentials / "site.json").read_text(encoding="utf-8"))
     runtime = SiteRuntime(credentials, store)
     node = launch.start("supernode", launch.supernode_argv(credentials, superlink=superlink or info["superlink"],

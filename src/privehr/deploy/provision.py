@@ -269,3 +269,48 @@ def load_identity_key(site_dir: Path) -> Ed25519PrivateKey:
 def check_private_modes(folder: Path) -> list[Path]:
     """Private key files under ``folder`` whose mode lets anyone but the owner read them."""
     return [p for p in Path(folder).rglob("*.key") if p.stat().st_mode & 0o077]
+
+
+ROTATABLE = ("supernode", "identity", "audit")
+
+
+def rotate_site(out: Path, site: str, kinds: tuple[str, ...] = ROTATABLE) -> dict[str, str]:
+    """Replace ``site``'s keys of the given kinds and rewrite the roster in every folder.
+
+    Returns the new public keys (hex / OpenSSH). What the operators must do next: copy the
+    new roster to every site (it is public), copy ``sites/<site>/`` to that site, and for a new
+    SuperNode key unregister the old node (``flwr supernode unregister ID``) and restart
+    ``privehr coordinator start`` so the new key is registered. Rotate identity keys between
+    studies, never during a round (peers check SecAgg adverts against the roster they hold).
+    """
+    out = Path(out)
+    bad = [k for k in kinds if k not in ROTATABLE]
+    if bad:
+        raise ProvisionError(f"kinds: {bad!r} cannot be rotated here; choose from {list(ROTATABLE)}")
+    coord = out / "coordinator"
+    doc = json.loads((coord / "roster.json").read_text(encoding="utf-8"))
+    if site not in doc["sites"]:
+        raise ProvisionError(f"site: {site!r} is not in {coord / 'roster.json'}; sites are {sorted(doc['sites'])}")
+    d = out / "sites" / site
+    entry = doc["sites"][site]
+    if "identity" in kinds:
+        ident = Ed25519PrivateKey.generate()
+        write_private(d / "identity.key", _pem_key(ident))
+        entry["identity"] = ident.public_key().public_bytes_raw().hex()
+    if "audit" in kinds:
+        secret, pub = make_audit_keys()
+        write_private(d / "audit.key", secret)
+        entry["audit"] = pub.hex()
+    if "supernode" in kinds:
+        if doc["insecure"]:
+            raise ProvisionError("kinds: an insecure deployment has no SuperNode keys to rotate")
+        priv, pub_ssh = make_supernode_key()
+        write_private(d / "supernode.key", priv)
+        write_public(d / "supernode.pub", pub_ssh)
+        entry["supernode"] = pub_ssh.decode().strip()
+    blob = json.dumps(doc, indent=2, sort_keys=True).encode()
+    write_public(coord / "roster.json", blob)
+    for other in (out / "sites").iterdir():
+        if (other / "roster.json").exists():
+            write_public(other / "roster.json", blob)
+    return {k: entry[k] for k in kinds if k in entry}
