@@ -196,3 +196,13 @@ def test_dp_auc_ceiling_is_shown_and_flags_contradictions(tmp_path):
     assert 'data-op="dp_auc_ceiling"' in html
     assert "contradicts ε" in html
     assert problems(html, run_dir) == []
+
+
+def test_attack_auc_below_chance_is_flagged(tmp_path):
+    run_dir = make_run(tmp_path / "below", attacks=True)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["attacks"]["membership"]["fedavg"]["threshold"].update(auc=0.41, auc_ci=[0.36, 0.47])
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    html = text_only_report(run_dir)
+    assert html.count("CI below chance") == 1
+    assert problems(html, run_dir) == []

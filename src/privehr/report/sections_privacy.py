@@ -202,6 +202,10 @@ def mia_table(run: RunData, base: str, entries: Any) -> str:
                         verdict = '<span class="warn">CI above the ceiling: contradicts ε</span>'
                     elif is_number(res.get("auc")) and res["auc"] > top:
                         verdict = "point estimate above the ceiling (within CI)"
+            hi = (res.get("auc_ci") or [None, None])[-1]
+            if is_number(hi) and hi < 0.5:
+                verdict = ('<span class="warn">CI below chance: members and non-members differ '
+                           "systematically (check the split), not a privacy signal</span>")
             rows.append([ident(name) + ({True: " (clearly above chance)",
                                          False: ' <span class="warn">(not above chance)</span>'}
                                         .get(flag, "") if isinstance(flag, bool) else ""),
