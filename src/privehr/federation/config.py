@@ -53,6 +53,8 @@ class PrivacySection(_Strict):
     sampling_rate: float = Field(0.1, gt=0, le=1)
     dp_evaluation: bool = True
     stats_share: float = Field(0.1, gt=0, lt=0.5, description="share of a config's ε for standardisation stats")
+    dp_standardisation: Literal["public", "dp_stats"] = Field(
+        "public", description="private configs: public reference scales (+ DP count) or DP sufficient statistics")
     stats_bound: float = Field(3.0, gt=0, description="per-feature bound after public scaling")
     update_clip: float = Field(10.0, gt=0, description="L2 clip of a FedAvg delta before SecAgg/HE encoding")
     max_site_examples: int = Field(5000, ge=1, description="public bound on a site's example count (SecAgg range)")

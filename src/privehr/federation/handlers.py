@@ -175,13 +175,30 @@ class SiteHandlers:
         if not dp:
             payload = evaluate_site(self.data, p, dp={}, seed=self.seed, n_boot=self.n_boot)
             return payload, Release("histogram"), {}
-        # One patient moves one count in the overall histogram and in one cell per grouping,
-        # once per example row: L2 sensitivity = sqrt(1 + #groupings) * max rows per patient.
-        _, rows = np.unique(self.data.pid_test, return_counts=True)
+        # A private evaluation keeps at most EVAL_MAX_ROWS rows per patient (the first ones, a
+        # data-independent rule); one patient then moves at most that many counts in the overall
+        # histogram and in one cell per grouping: L2 sensitivity = sqrt(1 + #groupings) * rows.
+        keep = first_rows_per_patient(self.data.pid_test, EVAL_MAX_ROWS)
+        _, rows = np.unique(self.data.pid_test[keep], return_counts=True)
         sensitivity = math.sqrt(1 + len(GROUPINGS)) * int(rows.max(initial=1))
         noise, event_for = self.plugins["noise"]()
         nm = float(dp["noise_multiplier"])
-        payload = evaluate_site(self.data, p, dp={"bins": int(dp["bins"]), "noise_multiplier": nm,
-                                                  "sensitivity": sensitivity}, seed=self.seed, n_boot=0,
-                                rng=noise.generator())
+        payload = evaluate_site(self.data.subset_test(keep), p[keep],
+                                dp={"bins": int(dp["bins"]), "noise_multiplier": nm, "sensitivity": sensitivity},
+                                seed=self.seed, n_boot=0, rng=noise.generator())
         return payload, Release("histogram", event_for(nm)), {}
+
+
+EVAL_MAX_ROWS = 3
+
+
+def first_rows_per_patient(pid: np.ndarray, m: int) -> np.ndarray:
+    """Boolean mask keeping each patient's first ``m`` rows (in the site's row order)."""
+    keep = np.zeros(len(pid), dtype=bool)
+    seen: dict[Any, int] = {}
+    for i, p in enumerate(pid):
+        c = seen.get(p, 0)
+        if c < m:
+            keep[i] = True
+            seen[p] = c + 1
+    return keep

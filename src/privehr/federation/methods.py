@@ -181,6 +181,7 @@ def run_federated(
                         Deadlines(default=cfg.federation.deadline_s))
     d_in = coord.hello()
     standardizer, counts = coord.standardizer(dp=protection.private, std_floor=protection.std_floor())
+    standardizer = protection.public_standardizer() or standardizer
     protection.on_counts(counts)
     model = make_model(cfg.study.model, d_in, hidden=cfg.study.hidden, seed=cfg.study.seed)
     params = get_flat(model).astype(np.float64)

@@ -40,6 +40,11 @@ class SiteData:
     def n_train(self) -> int:
         return int(len(self.y_train))
 
+    def subset_test(self, mask: np.ndarray) -> SiteData:
+        """The same site with only the selected test rows (training rows unchanged)."""
+        return SiteData(self.X_train, self.y_train, self.pid_train, self.X_test[mask], self.y_test[mask],
+                        self.pid_test[mask], {k: v[mask] for k, v in self.groups_test.items()})
+
 
 class SiteNode:
     """Bytes in, bytes out. ``handlers`` implement each request kind for this site's mode."""

@@ -107,7 +107,7 @@ def prepare(cfg: StudyConfig, run_dir: Path, base: Path, progress: Progress | No
         if list(td.feature_names) != names:
             raise RuntimeError(f"site {name}: feature names differ from the other sites (FeatureSpec mismatch)")
         tr, te = patient_split(td.patient_id, td.y, test_frac=cfg.study.test_fraction, seed=cfg.study.seed + i)
-        test = td.subset(te).cap_per_patient(1, seed=cfg.study.seed + i)  # one example per test patient
+        test = td.subset(te)
         data = SiteData(
             X_train=td.X[tr].astype(np.float64), y_train=td.y[tr].astype(np.float64), pid_train=td.patient_id[tr],
             X_test=test.X.astype(np.float64), y_test=test.y.astype(np.float64), pid_test=test.patient_id,
