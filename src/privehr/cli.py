@@ -148,21 +148,23 @@ def study(
     from privehr.federation.config import load_config
 
     cfg = load_config(config)
-    _run(cfg, out, base=config.resolve().parent if not (repo_root() / "data").is_dir() else repo_root())
+    _run(cfg, out, base=config.resolve().parent if not (repo_root() / "data").is_dir() else repo_root(),
+         command=f"privehr study {config} --out {out}")
 
 
-def _run(cfg, out: Path, base: Path) -> dict[str, Any]:
+def _run(cfg, out: Path, base: Path, command: str) -> dict[str, Any]:
     from privehr.federation.runner import run_study
+    from privehr.report import render_all
 
     ui = RichUI()
     t0 = time.perf_counter()
-    metrics = run_study(cfg, out, base, ui=ui)
+    metrics = run_study(cfg, out, base, ui=ui, command=command)
     _print_metrics(metrics)
     console.print(f"run directory: [bold]{out}[/]")
-    for label, fn in (("report", "render_report"), ("slides", "render_slides")):
-        path = _render(fn, out)
-        if path is not None:
-            console.print(f"{label}: [bold]{path}[/]")
+    ui.stage("report and slides")
+    report_path, slides_path = render_all(out)
+    console.print(f"report: [bold]{report_path}[/]")
+    console.print(f"slides: [bold]{slides_path}[/]")
     console.print(f"total {time.perf_counter() - t0:.1f} s")
     return metrics
 
@@ -233,7 +235,7 @@ def demo(
     from privehr.federation.config import load_config
 
     cfg = load_config(repo_root() / "configs" / "demo.toml")
-    _run(cfg, out, base=repo_root())
+    _run(cfg, out, base=repo_root(), command="make demo" if out == Path("runs/demo") else f"privehr demo --out {out}")
 
 
 @app.command()

@@ -108,7 +108,8 @@ def _finite(x: float | None) -> float | None:
     return None if x is None or math.isinf(x) else float(x)
 
 
-def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) -> dict[str, Any]:
+def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None,
+              command: str | None = None) -> dict[str, Any]:
     """Prepare sites, run each configuration, write RUN_DIR. ``ui`` receives progress callbacks."""
     from privehr.federation.modes import make_protection
 
@@ -148,7 +149,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None) ->
     metrics = {
         "schema_version": METRICS_SCHEMA_VERSION,
         "study": {"id": study_id, "name": cfg.study.name, "task": cfg.study.task, "model": cfg.study.model,
-                  "seed": cfg.study.seed, "config_hash": cfg.config_hash(),
+                  "seed": cfg.study.seed, "config_hash": cfg.config_hash(), "command": command,
                   "noise": "seeded (TEST MODE: not private)" if cfg.privacy.seeded_noise_for_tests is not None
                   else "OS entropy"},
         "feature_names": prep.feature_names,

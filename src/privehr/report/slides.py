@@ -140,8 +140,11 @@ def _reproduce(run: RunData) -> str:
     name = str(m.get("study", {}).get("name", ""))
     d = f'<span class="id">{esc(run.run_dir.name)}</span>'
     study = f'<span class="id">{esc(name)}</span>'
-    cmd = (f"privehr demo --out {d}" if name == "demo"
-           else f"privehr study {study}.toml --out {d}")
+    if m.get("study", {}).get("command"):
+        cmd = text_cell(m, "study/command", cls="t id")  # recorded by the CLI that ran the study
+    else:
+        cmd = (f"privehr demo --out {d}" if name == "demo"
+               else f"privehr study {study}.toml --out {d}")
     return (f"<p>Command:</p><pre>{cmd}\nprivehr report {d}\nprivehr present {d}</pre>"
             "<p>The resolved configuration is saved as <code>config.resolved.json</code>; its "
             f"hash is {text_cell(m, 'study/config_hash', cls='t id')} (study id "
