@@ -126,10 +126,7 @@ def coordinator_run(
     """Submit a study to the running SuperLink and wait for it to finish."""
     from privehr.deploy import launch
 
-    app_dir = launch.write_app(out / "app", study=study, config=config, credentials=credentials, out=out,
-                               min_sites=min_sites)
-    res = launch.submit_study(app_dir, state / "flwr-home", "privehr", timeout_s=timeout)
-    (out / "serverapp.log").write_text(res["log"], encoding="utf-8")
+    res = launch.run_deployed_study(study, config, credentials, out, state, min_sites=min_sites, timeout_s=timeout)
     console.print(f"run {res['run_id']}: {res['status']}")
     if res["status"] != "finished:completed":
         raise _fail(f"run did not complete: {res['details']} (log: {out / 'serverapp.log'})", code=1)

@@ -254,3 +254,18 @@ def submit_study(app_dir: Path, flwr_home: Path, conn: str, *, timeout_s: float 
                           text=True, stdin=subprocess.DEVNULL, env=flwr_env(flwr_home), timeout=60,
                           check=False).stdout
     return {"run_id": run_id, "status": status, "details": details, "log": logs}
+
+
+def run_deployed_study(study: Path, config: str, credentials: Path, out: Path, state: Path, *,
+                       min_sites: int = 3, timeout_s: float = 1800.0) -> dict[str, Any]:
+    """What ``privehr study STUDY.toml --federation STATE`` should call: write the FAB shim,
+    submit it to the running SuperLink, wait, save the ServerApp log. Returns the status and,
+    when the run completed, the ServerApp's ``result.json``."""
+    app_dir = write_app(Path(out) / "app", study=study, config=config, credentials=credentials, out=out,
+                        min_sites=min_sites)
+    res = submit_study(app_dir, Path(state) / "flwr-home", "privehr", timeout_s=timeout_s)
+    (Path(out) / "serverapp.log").write_text(res["log"], encoding="utf-8")
+    result = Path(out) / "result.json"
+    if res["status"] == "finished:completed" and result.exists():
+        res["result"] = json.loads(result.read_text(encoding="utf-8"))
+    return res
