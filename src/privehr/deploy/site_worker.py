@@ -131,7 +131,13 @@ class SiteWorker:
                 self._runs_seen.add(run.run_id)
                 self.runtime.audit.append("connect", run=int(run.run_id), fab_hash=fab.hash_str,
                                           text="FAB received, not executed (process isolation)")
-            reply = answer(self.runtime, message)
+            try:
+                reply = answer(self.runtime, message)
+            except Exception as exc:  # noqa: BLE001 - the SuperNode blocks until it gets a reply
+                from flwr.app import Error, Message
+
+                log.warning("site %s: answer failed: %s", self.runtime.name, type(exc).__name__)
+                reply = Message(Error(code=2, reason="privehr site: internal error"), reply_to=message)
             push_message(client, reply, context)
             status, details = SubStatus.COMPLETED, ""
             self.handled += 1
