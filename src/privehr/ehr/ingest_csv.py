@@ -20,6 +20,7 @@ import codecs
 import csv
 import gzip
 import zlib
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -231,24 +232,25 @@ def stage_csv(con, src: Path) -> Staged:
         )  # fmt: skip
     staged = Staged(kind="csv", format_version="")
     headers: dict[str, list[str]] = {}
+    # Every header, column and byte is checked before anything is read into DuckDB; tables
+    # are then read one at a time, when the loader reaches them (peak memory ~ one table).
     for table, path in files.items():
         if table not in CANON:
             continue
         header = read_header(path)
         check_utf8(path)
         headers[table] = header
-        _stage_file(con, table, path, header, staged)
+        columns, names = _columns_sql(header)
+        items = _select_list(table, names, staged.notes, path.name)
         staged.tables.append(table)
+        staged.pending[table] = partial(_stage_file, con, table, path, columns, items, staged)
     staged.format_version = detect_version(headers)
-    for table in staged.tables:
-        n = con.execute(f"SELECT count(*) FROM raw_{table}").fetchall()[0][0]  # noqa: S608 (identifiers from allowlists, values bound)
-        if n == 0 and table == "patients":
-            raise EhrSourceError(
-                files[table].name, 2, None, "the patients table has a header but no rows",
-                "re-export with at least one patient (Synthea -p N)",
-            )  # fmt: skip
-        if n == 0:
-            staged.notes.append(f"{table}: header only (0 rows)")
+    staged.ensure("patients")
+    if con.execute("SELECT count(*) FROM raw_patients").fetchall()[0][0] == 0:
+        raise EhrSourceError(
+            files["patients"].name, 2, None, "the patients table has a header but no rows",
+            "re-export with at least one patient (Synthea -p N)",
+        )  # fmt: skip
     unused = sorted(t for t in files if t not in CANON)
     if unused:
         staged.notes.append(f"tables not used: {', '.join(unused)}")
@@ -258,10 +260,8 @@ def stage_csv(con, src: Path) -> Staged:
     return staged
 
 
-def _stage_file(con, table: str, path: Path, header: list[str], staged: Staged) -> None:
-    columns, names = _columns_sql(header)
+def _stage_file(con, table: str, path: Path, columns: str, items: list[str], staged: Staged) -> None:
     fname = path.name
-    items = _select_list(table, names, staged.notes, fname)
     con.execute("DROP TABLE IF EXISTS _rej_errors")
     con.execute("DROP TABLE IF EXISTS _rej_scans")
     try:
@@ -294,10 +294,15 @@ def _stage_file(con, table: str, path: Path, header: list[str], staged: Staged) 
         reason = "; ".join(_REASONS.get(k, "unparsable line") for k in kinds)
         staged.read_rejects.append((table, fname, line, None, reason))
     lit = fname.replace("'", "''")
+    # rowid follows insertion (= file) order; inside a transaction a new temp table's rowids
+    # start at a large offset, so lines count from the table's smallest rowid.
+    base = f"(SELECT min(rowid) FROM raw_{table})"  # noqa: S608 (identifiers from allowlists)
+    if table != "patients" and con.execute(f"SELECT count(*) FROM raw_{table}").fetchall()[0][0] == 0:  # noqa: S608 (identifiers from allowlists, values bound)
+        staged.notes.append(f"{table}: header only (0 rows)")
     if not bad_lines:
         con.execute(
             f"""CREATE OR REPLACE TEMP VIEW stg_{table} AS
-            SELECT *, '{lit}' AS _file, rowid + 2 AS _line FROM raw_{table}"""  # noqa: S608 (identifiers from allowlists, values bound)
+            SELECT *, '{lit}' AS _file, rowid - {base} + 2 AS _line FROM raw_{table}"""  # noqa: S608 (identifiers from allowlists, values bound)
         )
         return
     n = con.execute(f"SELECT count(*) FROM raw_{table}").fetchall()[0][0]  # noqa: S608 (identifiers from allowlists, values bound)
@@ -306,6 +311,6 @@ def _stage_file(con, table: str, path: Path, header: list[str], staged: Staged) 
     con.execute(
         f"""CREATE OR REPLACE TEMP TABLE stg_{table} AS
         SELECT r.*, '{lit}' AS _file, l.line AS _line FROM
-        (SELECT *, rowid AS _k FROM raw_{table}) r JOIN _df_lines l ON l.k = r._k"""  # noqa: S608 (identifiers from allowlists, values bound)
+        (SELECT *, rowid - {base} AS _k FROM raw_{table}) r JOIN _df_lines l ON l.k = r._k"""  # noqa: S608 (identifiers from allowlists, values bound)
     )
     con.unregister("_df_lines")

@@ -90,6 +90,14 @@ class Staged:
     tables: list[str] = field(default_factory=list)
     read_rejects: list[Rejection] = field(default_factory=list)  # rows the reader could not split
     notes: list[str] = field(default_factory=list)
+    # table -> deferred staging step (CSV reads a table only when the loader needs it)
+    pending: dict[str, Callable[[], None]] = field(default_factory=dict)
+
+    def ensure(self, table: str) -> None:
+        """Run the deferred staging of ``table`` if it has not run yet."""
+        step = self.pending.pop(table, None)
+        if step is not None:
+            step()
 
 
 @dataclass(frozen=True)
@@ -190,6 +198,7 @@ def load(
             progress(table, len(counts), len(todo))
 
     # patients: checks, then the pseudonym/date-shift map of every valid patient
+    staged.ensure("patients")
     _check(con, "patients", "", "", "Id")
     ok = _distinct(con, "SELECT Id FROM chk_patients WHERE NOT _bad")
     df = pd.DataFrame({"raw": pd.Series(ok, dtype=object)})
@@ -198,12 +207,14 @@ def load(
     _register_map(con, "pmap", df)
 
     # encounters: checks, id maps (encounter, organization, clinician), insert
+    staged.ensure("encounters")
     _check(con, "encounters", ", p.pid AS _pid, p.shift AS _shift",
            "LEFT JOIN pmap p ON p.raw = s.PATIENT", "Id")  # fmt: skip
     _id_map(con, "emap", pz, source,
             _distinct(con, "SELECT Id FROM chk_encounters WHERE NOT _bad"))  # fmt: skip
     orgs = "SELECT DISTINCT trim(ORGANIZATION) FROM chk_encounters WHERE NOT _bad"
     if "organizations" in present:
+        staged.ensure("organizations")
         orgs += " UNION SELECT DISTINCT trim(Id) FROM stg_organizations"
     _id_map(con, "omap", pz, source, [o for o in _distinct(con, orgs) if o])
     provs = "SELECT DISTINCT trim(PROVIDER) FROM chk_encounters WHERE NOT _bad"
@@ -232,6 +243,7 @@ def load(
     for table in todo:
         if table in ("patients", "encounters", "organizations"):
             continue
+        staged.ensure(table)
         extra = ", p.pid AS _pid, p.shift AS _shift, e.pseudo AS _eid"
         if table == "observations":
             # A value that parses as a number is stored as one whatever TYPE says (CSV marks
