@@ -15,8 +15,8 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import DATA, FHIR, FHIR_CSV, bundled_exports
 
+from conftest import DATA, FHIR, FHIR_CSV, bundled_exports
 from privehr.ehr.ingest_load import CANON
 from privehr.ehr.store import describe, open_store
 

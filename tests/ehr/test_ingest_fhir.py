@@ -6,8 +6,8 @@ import json
 import shutil
 
 import pytest
-from conftest import FHIR, FHIR_CSV
 
+from conftest import FHIR, FHIR_CSV
 from privehr.ehr.deid import bundle_label
 from privehr.ehr.errors import EhrEncodingError, EhrFhirError
 from privehr.ehr.store import ingest, open_store
