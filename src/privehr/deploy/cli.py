@@ -153,40 +153,24 @@ def site_start(
     superlink: str = typer.Option("", help="override the SuperLink address from site.json"),
     state: Path = typer.Option(Path("site-state"), help="SuperNode log and FLWR_HOME"),
 ) -> None:
-    """Run this site's SuperNode (process isolation) and answer with the site's own privehr."""
+    """Run this site's SuperNode (process isolation) and answer with the site's own privehr.
+
+    The SuperNode is restarted whenever it exits (coordinator not up yet or restarted), so a
+    site can be started before or after the coordinator. SIGTERM / Ctrl-C stops both.
+    """
     import logging
 
     from privehr.deploy import launch
-    from privehr.deploy.site_runtime import SiteRuntime
-    from privehr.deploy.site_worker import SiteWorker
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    info = json.loads((credentials / "site.json").read_text(encoding="utf-8"))
-    runtime = SiteRuntime(credentials, store)
-    node = launch.start("supernode", launch.supernode_argv(credentials, superlink=superlink or info["superlink"],
-                                                           runtime_port=runtime_port,
-                                                           insecure=bool(info["insecure"])),
-                        state / "supernode.log", state / "flwr-home")
-    worker = SiteWorker(runtime, f"127.0.0.1:{runtime_port}")
-
-    def _stop(*_: object) -> None:
-        worker.stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    try:
-        node.wait_for("SuperNode ID", 90)
-        console.print(f"site {runtime.name} connected; answering with the installed privehr", highlight=False)
-        import threading
-
-        watcher = threading.Thread(target=lambda: (node.popen.wait(), worker.stop.set()), daemon=True)
-        watcher.start()
-        worker.serve()
-    finally:
-        node.stop()
-        runtime.close()
-    if node.popen.returncode not in (0, None, -signal.SIGTERM) and not worker.handled:
-        raise _fail(f"SuperNode exited with code {node.popen.returncode}; see {node.log}", code=1)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("privehr").addHandler(handler)  # ours only: Flower logs on its own
+    logging.getLogger("privehr").setLevel(logging.INFO)
+    handled = launch.run_site(
+        credentials, store, runtime_port=runtime_port, state=state, superlink=superlink,
+        on_connect=lambda name: console.print(f"site {name} connected; answering with the installed privehr",
+                                              highlight=False))
+    console.print(f"site stopped after answering {handled} messages")
 
 
 @audit_app.command("verify")

@@ -67,6 +67,14 @@ class Proc:
     name: str
     popen: subprocess.Popen
     log: Path
+    offset: int = 0  # where this process's output starts in an appended log
+
+    def output(self) -> str:
+        if not self.log.exists():
+            return ""
+        with self.log.open("rb") as fh:
+            fh.seek(self.offset)
+            return fh.read().decode(errors="replace")
 
     def alive(self) -> bool:
         return self.popen.poll() is None
@@ -74,7 +82,7 @@ class Proc:
     def wait_for(self, text: str, timeout: float) -> None:
         t_end = time.monotonic() + timeout
         while time.monotonic() < t_end:
-            if self.log.exists() and text in self.log.read_text(errors="replace"):
+            if text in self.output():
                 return
             if not self.alive():
                 raise LaunchError(f"{self.name} exited with code {self.popen.returncode}; see {self.log}")
@@ -114,12 +122,13 @@ def _exists(pid: int) -> bool:
 def start(name: str, argv: list[str], log: Path, flwr_home: Path) -> Proc:
     log.parent.mkdir(parents=True, exist_ok=True)
     flwr_home.mkdir(parents=True, exist_ok=True)
+    offset = log.stat().st_size if log.exists() else 0
     fh = log.open("ab")
     popen = subprocess.Popen(  # noqa: S603 - fixed argv, no shell
         argv, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                              env=flwr_env(flwr_home), start_new_session=True)
     fh.close()
-    return Proc(name, popen, log)
+    return Proc(name, popen, log, offset)
 
 
 def superlink_argv(coord_dir: Path, *, host: str, port: int, database: Path | None, insecure: bool) -> list[str]:
@@ -269,3 +278,53 @@ def run_deployed_study(study: Path, config: str, credentials: Path, out: Path, s
     if res["status"] == "finished:completed" and result.exists():
         res["result"] = json.loads(result.read_text(encoding="utf-8"))
     return res
+
+
+def run_site(credentials: Path, store: Path, *, runtime_port: int, state: Path, superlink: str = "",
+             retry_s: float = 5.0, on_connect: Any = None) -> int:
+    """Run a site until SIGTERM/SIGINT: the worker answers; the SuperNode is restarted whenever
+    it exits (coordinator not up yet, registration pending, coordinator restarted).
+
+    Returns the number of messages answered.
+    """
+    import threading
+
+    from privehr.deploy.site_runtime import SiteRuntime
+    from privehr.deploy.site_worker import SiteWorker
+
+    info = json.loads((Path(credentials) / "site.json").read_text(encoding="utf-8"))
+    runtime = SiteRuntime(credentials, store)
+    worker = SiteWorker(runtime, f"127.0.0.1:{runtime_port}")
+    argv = supernode_argv(Path(credentials), superlink=superlink or info["superlink"], runtime_port=runtime_port,
+                          insecure=bool(info["insecure"]))
+
+    def _stop(*_: object) -> None:
+        worker.stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    serving = threading.Thread(target=worker.serve, name="privehr-site-worker", daemon=True)
+    serving.start()
+    node: Proc | None = None
+    try:
+        while not worker.stop.is_set():
+            node = start("supernode", argv, state / "supernode.log", state / "flwr-home")
+            while node.alive() and not worker.stop.is_set():
+                if on_connect and "SuperNode ID" in node.output():
+                    on_connect(runtime.name)
+                    on_connect = None
+                worker.stop.wait(0.5)
+            if worker.stop.is_set():
+                break
+            tail = node.output()[-300:].strip().splitlines()
+            runtime.audit.append("note", text=f"SuperNode exited ({node.popen.returncode}); restarting")
+            print(f"site {runtime.name}: SuperNode exited with code {node.popen.returncode} "
+                  f"({tail[-1] if tail else 'no output'}); retrying in {retry_s:g} s", flush=True)
+            worker.stop.wait(retry_s)
+    finally:
+        worker.stop.set()
+        if node is not None:
+            node.stop()
+        serving.join(timeout=10)
+        runtime.close()
+    return worker.handled
