@@ -359,6 +359,17 @@ def score(
     console.print_json(data=result)
 
 
+def _mount_deploy() -> None:
+    """`privehr provision`, `privehr coordinator …`, `privehr site …`, `privehr audit verify`."""
+    from privehr.deploy.cli import deploy_app
+
+    app.registered_commands.extend(deploy_app.registered_commands)
+    app.registered_groups.extend(deploy_app.registered_groups)
+
+
+_mount_deploy()
+
+
 def main() -> None:
     import torch
 
