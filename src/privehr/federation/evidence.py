@@ -184,8 +184,10 @@ def _load_target(cfg: StudyConfig, params: np.ndarray, d: int, mean: np.ndarray,
 
     model = make_model(cfg.study.model, d, hidden=cfg.study.hidden, seed=cfg.study.seed)
     set_flat(model, np.asarray(params, np.float32))
-    mean, std = np.asarray(mean, float), np.asarray(std, float)
-    return lambda Z: predict_proba(model, torch.from_numpy(((Z - mean) / std).astype(np.float32)))
+    from privehr.federation.handlers import standardise
+
+    # exactly the inputs the sites fed the model (z-scores clipped like handlers.standardise)
+    return lambda Z: predict_proba(model, torch.from_numpy(standardise(Z, mean, std)))
 
 
 # ------------------------------------------------------------------------- membership
