@@ -287,16 +287,24 @@ def run_site(credentials: Path, store: Path, *, runtime_port: int, state: Path, 
 
     Returns the number of messages answered.
     """
+    import secrets as _secrets
     import threading
 
+    from privehr.deploy.provision import write_private
     from privehr.deploy.site_runtime import SiteRuntime
     from privehr.deploy.site_worker import SiteWorker
 
     info = json.loads((Path(credentials) / "site.json").read_text(encoding="utf-8"))
     runtime = SiteRuntime(credentials, store)
-    worker = SiteWorker(runtime, f"127.0.0.1:{runtime_port}")
+    # A fresh shared secret per start: only this worker may acquire the SuperNode's tasks
+    # (another local process on the Runtime API port could otherwise take the messages).
+    secret = _secrets.token_bytes(32)
+    secret_file = Path(state) / "superexec.secret"
+    write_private(secret_file, secret)
+    worker = SiteWorker(runtime, f"127.0.0.1:{runtime_port}", superexec_secret=secret)
     argv = supernode_argv(Path(credentials), superlink=superlink or info["superlink"], runtime_port=runtime_port,
                           insecure=bool(info["insecure"]))
+    argv += ["--superexec-auth-secret-file", str(secret_file)]
 
     def _stop(*_: object) -> None:
         worker.stop.set()
