@@ -114,9 +114,18 @@ def _register_map(con, name: str, df: pd.DataFrame) -> None:
 
 
 def _id_map(con, name: str, pz: Pseudonymizer, source: str, raws: list[str]) -> None:
-    df = pd.DataFrame({"raw": pd.Series(raws, dtype=object)})
-    df["pseudo"] = pz.pseudonyms(source, raws)
-    _register_map(con, name, df)
+    """TEMP table ``name(raw, pseudo)``, filled in chunks to bound Python memory."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (raw VARCHAR, pseudo VARCHAR)")
+    for i in range(0, len(raws), _CHUNK):
+        chunk = raws[i : i + _CHUNK]
+        df = pd.DataFrame({"raw": pd.Series(chunk, dtype=object),
+                           "pseudo": pd.Series(pz.pseudonyms(source, chunk), dtype=object)})  # fmt: skip
+        con.register("_df_idmap", df)
+        con.execute(f"INSERT INTO {name} SELECT raw, pseudo FROM _df_idmap")  # noqa: S608 (identifiers from allowlists, values bound)
+        con.unregister("_df_idmap")
+
+
+_CHUNK = 250_000
 
 
 def _distinct(con, sql: str) -> list[str]:
