@@ -22,10 +22,10 @@ THREE = ["hosp-a", "hosp-b", "hosp-c"]
 def three(tmp_path_factory, stores):
     c = Cluster(tmp_path_factory.mktemp("three"), stores, THREE, deadline=40, rounds=2)
     try:
-        c.start_link()
-        for s in THREE:
+        for s in THREE:  # sites first: `site start` must wait out a coordinator that is not up yet
             c.start_site(s)
-        c.wait_sites(THREE)
+        c.start_link()
+        c.wait_sites(THREE, timeout=120)
         yield c
     finally:
         c.stop()
