@@ -143,11 +143,26 @@ def tasks() -> None:
 def study(
     config: Path = typer.Argument(..., help="Study TOML (see configs/)."),
     out: Path = typer.Option(Path("runs/study"), "--out", help="Run directory to write."),
+    federation: Path | None = typer.Option(
+        None, "--federation", help="State dir of a running `privehr coordinator start`: run on Flower, not the simulator."),
+    credentials: Path | None = typer.Option(None, "--credentials", help="With --federation: DIR/coordinator from provision."),
+    only: str | None = typer.Option(None, "--config", help="With --federation: run only this configuration."),
 ) -> None:
     """Run a grid of configurations and write RUN_DIR (metrics.json, rounds.jsonl, models, summary)."""
     from privehr.federation.config import load_config
 
     cfg = load_config(config)
+    if federation is not None:
+        from privehr.deploy.launch import run_deployed_study
+
+        if credentials is None:
+            raise typer.BadParameter("--federation needs --credentials DIR/coordinator (from `privehr provision`)")
+        for entry in cfg.configs:
+            if only is not None and entry.name != only:
+                continue
+            res = run_deployed_study(config, entry.name, credentials, out / entry.name, federation)
+            console.print(f"{entry.name}: {res['status']} (log: {out / entry.name / 'serverapp.log'})")
+        return
     _run(cfg, out, base=config.resolve().parent if not (repo_root() / "data").is_dir() else repo_root(),
          command=f"privehr study {config} --out {out}")
 

@@ -15,15 +15,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from privehr.federation import protocol as P
 from privehr.federation.config import ConfigEntry, StudyConfig
-from privehr.federation.coordinator import Coordinator, Deadlines, RoundAborted
-from privehr.federation.evaluation import combine, exact_metrics
+from privehr.federation.drive import drive, server_optimizer  # noqa: F401 (re-exported)
+from privehr.federation.evaluation import exact_metrics
 from privehr.federation.handlers import SiteHandlers, standardise
 from privehr.federation.simulator import DropoutPlan, InProcessTransport
 from privehr.federation.site import SiteNode
 from privehr.learning.models import get_flat, make_model
-from privehr.learning.strategies import FedAdam, FedAvgM, NoServerOpt
 from privehr.learning.train import local_train, predict_proba
 
 
@@ -129,31 +127,6 @@ def _exact_eval(cfg: StudyConfig, sites, params: np.ndarray, standardizer: dict[
     return out
 
 
-def _round_bytes(coord: Coordinator, round_: int) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for lg in coord.stage_logs:
-        if lg.round != round_:
-            continue
-        for s, n in lg.sent.items():
-            out.setdefault(s, {"down": 0, "up": 0})["down"] += n
-        for s, n in lg.received.items():
-            out.setdefault(s, {"down": 0, "up": 0})["up"] += n
-    return out
-
-
-def _budget_refusals(coord: Coordinator, round_: int) -> list[str]:
-    code = int(P.ErrorCode.BUDGET_EXHAUSTED)
-    return sorted({s for lg in coord.stage_logs if lg.round == round_ for s, c in lg.errors.items() if c == code})
-
-
-def server_optimizer(entry: ConfigEntry):
-    if entry.server_optimizer == "fedavgm":
-        return FedAvgM(momentum=0.9, lr=1.0)
-    if entry.server_optimizer == "fedadam":
-        return FedAdam(lr=0.05)
-    return NoServerOpt()
-
-
 def run_federated(
     cfg: StudyConfig,
     sites,
@@ -177,53 +150,15 @@ def run_federated(
     for site, stage, rnd in entry.dropouts:
         plan.drop(site, stage, rnd)
     transport = InProcessTransport(nodes, plan)
-    coord = Coordinator(transport, [s.name for s in sites], study_id,
-                        Deadlines(default=cfg.federation.deadline_s))
-    d_in = coord.hello()
-    standardizer, counts = coord.standardizer(dp=protection.private, std_floor=protection.std_floor())
-    standardizer = protection.public_standardizer() or standardizer
-    protection.on_counts(counts)
-    model = make_model(cfg.study.model, d_in, hidden=cfg.study.hidden, seed=cfg.study.seed)
-    params = get_flat(model).astype(np.float64)
-    opt = server_optimizer(entry)
-    state = opt.initialize() if hasattr(opt, "initialize") else None
-    rounds_log: list[dict[str, Any]] = []
-    n_rounds = protection.rounds(cfg)
-    for r in range(1, n_rounds + 1):
-        transport.start_round(r)
-        t0 = time.perf_counter()
-        train_cfg = {"standardizer": standardizer, "epochs": cfg.federation.local_epochs, "lr": cfg.federation.lr,
-                     "batch_size": cfg.federation.batch_size, "mu": entry.mu, "seed": cfg.study.seed,
-                     **protection.train_config(r)}
-        if hasattr(protection, "configure_round"):
-            train_cfg.update(protection.configure_round(coord, r, int(params.shape[0])))
-        try:
-            delta, included = coord.train_round(r, params.astype(np.float32), train_cfg,
-                                                protection.aggregate, kind=protection.request_kind)
-        except RoundAborted as exc:
-            rounds_log.append({"round": r, "aborted": str(exc), "seconds": time.perf_counter() - t0})
-        else:
-            state, params = opt.next(state, params, delta)
-            rounds_log.append({"round": r, "sites": included, "seconds": time.perf_counter() - t0,
-                               "update_l2": float(np.linalg.norm(delta)), "bytes": _round_bytes(coord, r),
-                               **protection.round_measurements()})
-        refused = _budget_refusals(coord, r)
-        if refused:
-            rounds_log[-1]["budget_exhausted"] = refused
-            if cfg.privacy.on_budget_exhausted == "stop":
-                rounds_log[-1]["stopped"] = f"privacy budget exhausted at {refused}; study stopped"
-                break
-            transport.exclude(refused)
-    eval_dp = protection.evaluation_dp(cfg)
-    replies = coord.broadcast(P.EVALUATE, {"params": np.asarray(params, np.float32), "standardizer": standardizer,
-                                           "dp": eval_dp}, n_rounds + 1)
-    metrics = combine(replies, n_boot=cfg.study.bootstrap, seed=cfg.study.seed)
+    res = drive(cfg, entry, transport, [s.name for s in sites], study_id, protection)
+    params, standardizer, rounds_log = res.params, res.standardizer, res.rounds
+    metrics = dict(res.metrics)
     metrics["simulation_exact"] = _exact_eval(cfg, sites, params, standardizer)
     entry_out = {
         "name": entry.name, "method": entry.method, "protection": entry.protection,
         "mu": entry.mu, "server_optimizer": entry.server_optimizer,
-        **metrics, "rounds": n_rounds, "seconds": time.perf_counter() - t_start,
-        "bytes": coord.bytes_by_site(), "rounds_completed": sum(1 for x in rounds_log if "aborted" not in x),
+        **metrics, "rounds": res.n_rounds, "seconds": time.perf_counter() - t_start,
+        "bytes": res.coordinator.bytes_by_site(), "rounds_completed": sum(1 for x in rounds_log if "aborted" not in x),
         "protection_details": protection.describe(),
         "standardizer": standardizer,
     }
