@@ -59,7 +59,7 @@ def _files(src: Path) -> list[Path]:
 # --- child steps (run in a fresh interpreter) -----------------------------------------------
 
 
-def _child_ingest(sources: list[str], workdir: str) -> dict:
+def _child_ingest(sources: list[str], workdir: str, memory_limit: str) -> dict:
     from privehr.ehr.store import ingest
 
     store = Path(workdir) / "bench.duckdb"
@@ -68,7 +68,7 @@ def _child_ingest(sources: list[str], workdir: str) -> dict:
     rows = obs = 0
     t0, c0 = time.perf_counter(), _cpu_s()
     for s in sources:
-        summ = ingest(s, store, site=Path(s).name, date_shift_days=30)
+        summ = ingest(s, store, site=Path(s).name, date_shift_days=30, memory_limit=memory_limit)
         rows += sum(c.rows_read for c in summ.tables.values())
         obs += summ.tables["observations"].rows_read if "observations" in summ.tables else 0
     secs = time.perf_counter() - t0
@@ -91,8 +91,9 @@ def _child_pandas(sources: list[str]) -> dict:
             "observation_rows": obs, "peak_rss_mb": _peak_mb()}  # fmt: skip
 
 
-def _run_child(kind: str, sources: list[str], workdir: str) -> dict:
-    cmd = [sys.executable, "-m", "bench.ingest", "--child", kind, "--workdir", workdir, *sources]
+def _run_child(kind: str, sources: list[str], workdir: str, memory_limit: str = "3GB") -> dict:
+    cmd = [sys.executable, "-m", "bench.ingest", "--child", kind, "--workdir", workdir,
+           "--memory-limit", memory_limit, *sources]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
     out = subprocess.run(cmd, cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -187,11 +188,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-bundled", action="store_true", help="only the load generator")
     ap.add_argument("--no-pandas", action="store_true",
                     help="skip the pandas baseline for the load generator (its RAM grows fast)")
+    ap.add_argument("--memory-limit", default="3GB", help="ingest(memory_limit=...) (DuckDB)")
     ap.add_argument("--child", choices=("ingest", "pandas"), help=argparse.SUPPRESS)
     ap.add_argument("sources", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
-        res = _child_ingest(a.sources, a.workdir) if a.child == "ingest" else _child_pandas(a.sources)
+        res = (_child_ingest(a.sources, a.workdir, a.memory_limit) if a.child == "ingest"
+               else _child_pandas(a.sources))  # fmt: skip
         print(json.dumps(res))
         return
     work = Path(a.workdir or tempfile.mkdtemp(prefix="privehr-bench-ingest-"))
@@ -201,7 +204,7 @@ def main(argv: list[str] | None = None) -> None:
         real += [str(DATA / "ma-113-synthea-v2.5"), str(DATA / "fhir-sample" / "csv")]
         if not a.skip_bundled:
             results.append(_row(f"bundled CSV exports ({len(real)} sources)",
-                                _run_child("ingest", real, str(work)),
+                                _run_child("ingest", real, str(work), a.memory_limit),
                                 _run_child("pandas", real, str(work))))  # fmt: skip
         if a.patients > 0:
             gen = work / f"loadgen-{a.patients}"
@@ -211,7 +214,7 @@ def main(argv: list[str] | None = None) -> None:
             else:
                 counts = generate(DATA / "fhir-sample" / "csv", a.patients, gen)
             print(f"LOAD GENERATOR: {counts} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-            ing = _run_child("ingest", [str(gen)], str(work))
+            ing = _run_child("ingest", [str(gen)], str(work), a.memory_limit)
             if a.no_pandas:
                 pd_ = {"seconds": float("nan"), "cpu_s": float("nan"), "rows": ing["rows"],
                        "peak_rss_mb": float("nan")}  # fmt: skip
