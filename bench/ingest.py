@@ -91,7 +91,7 @@ def _child_pandas(sources: list[str]) -> dict:
             "observation_rows": obs, "peak_rss_mb": _peak_mb()}  # fmt: skip
 
 
-def _run_child(kind: str, sources: list[str], workdir: str, memory_limit: str = "3GB") -> dict:
+def _run_child(kind: str, sources: list[str], workdir: str, memory_limit: str = "2GB") -> dict:
     cmd = [sys.executable, "-m", "bench.ingest", "--child", kind, "--workdir", workdir,
            "--memory-limit", memory_limit, *sources]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--skip-bundled", action="store_true", help="only the load generator")
     ap.add_argument("--no-pandas", action="store_true",
                     help="skip the pandas baseline for the load generator (its RAM grows fast)")
-    ap.add_argument("--memory-limit", default="3GB", help="ingest(memory_limit=...) (DuckDB)")
+    ap.add_argument("--memory-limit", default="2GB", help="ingest(memory_limit=...) (DuckDB)")
     ap.add_argument("--child", choices=("ingest", "pandas"), help=argparse.SUPPRESS)
     ap.add_argument("sources", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)

@@ -174,7 +174,7 @@ def ingest(
     date_shift_days: int = 0,
     progress: Progress | None = None,
     secret: bytes | None = None,
-    memory_limit: str | None = "3GB",
+    memory_limit: str | None = "2GB",
 ) -> IngestSummary:
     """Load one export directory into ``store``; replace that source's earlier rows.
 
