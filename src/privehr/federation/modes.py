@@ -28,6 +28,18 @@ from privehr.privacy.noise import NoiseSource
 EVAL_BINS_PRIVATE = 10  # coarse bins keep per-cell noise small relative to counts
 
 
+def per_patient_mean_mask(mask):
+    """Row weights 1/rows: each patient's loss is the mean over its rows, then clipped as one.
+
+    Why: with summed row losses, a patient with many encounters has a large gradient that the
+    per-patient clip shrinks to almost nothing per row, and on the readmission task (positives
+    cluster in such patients) the model learned mostly from single-visit patients — measured on
+    the demo pool with no noise: AUROC 0.53 summed vs 0.74 averaged (0.78 without clipping).
+    The unit of privacy is unchanged: one patient, one clipped contribution.
+    """
+    return mask / mask.sum(1, keepdim=True).clamp(min=1)
+
+
 def public_scale(feature_names: list[str]) -> np.ndarray:
     """Data-independent feature scales (clinical reference magnitudes) used before DP statistics.
 
@@ -194,7 +206,8 @@ class DpLocalProtection(_PrivateBase):
             model = handlers._model(params)
             X = handlers._standardise(handlers.data.X_train, cfg["standardizer"])
             padded = pad_by_patient(X, handlers.data.y_train, handlers.data.pid_train)
-            res = dp_sgd_local(model, padded.Xp, padded.mask, padded.y, sampling_prob=float(cfg["q"]),
+            res = dp_sgd_local(model, padded.Xp, per_patient_mean_mask(padded.mask), padded.y,
+                               sampling_prob=float(cfg["q"]),
                                noise_multiplier=float(cfg["sigma"]), clip_norm=float(cfg["clip"]),
                                steps=int(cfg["steps"]), lr=float(cfg["lr"]), noise=noise,
                                prox_mu=float(cfg.get("mu", 0.0)))

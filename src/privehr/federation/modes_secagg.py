@@ -22,7 +22,12 @@ from privehr.federation import protocol as P
 from privehr.federation.config import ConfigEntry, StudyConfig
 from privehr.federation.coordinator import RoundAborted
 from privehr.federation.handlers import HandlerError
-from privehr.federation.modes import PlainProtection, _PrivateBase, params_digest
+from privehr.federation.modes import (
+    PlainProtection,
+    _PrivateBase,
+    params_digest,
+    per_patient_mean_mask,
+)
 from privehr.privacy.noise import NoiseSource
 from privehr.secure.quantize import (
     ConditionalRounding,
@@ -230,8 +235,8 @@ class DdpProtection(_PrivateBase, _SecAggBase):
             total = np.zeros(dim, dtype=np.int64)
             if chosen.size:
                 method = "logreg" if self.cfg.study.model == "logreg" else "opacus"
-                g = per_patient_grads(model, padded.Xp[chosen], padded.mask[chosen], padded.y[chosen],
-                                      method=method).double().numpy()
+                g = per_patient_grads(model, padded.Xp[chosen], per_patient_mean_mask(padded.mask[chosen]),
+                                      padded.y[chosen], method=method).double().numpy()
                 norms = np.linalg.norm(g, axis=1, keepdims=True)
                 g = g * np.minimum(1.0, float(cfg["clip"]) / np.maximum(norms, 1e-12))
                 rounding = ConditionalRounding(sens)
