@@ -228,7 +228,8 @@ def present(run_dir: Path = typer.Argument(..., help="A run directory.")) -> Non
 
 def _print_metrics(metrics: dict[str, Any]) -> None:
     t = Table(title=f"task {metrics['study']['task']} — {len(metrics['sites'])} sites")
-    for col in ("configuration", "method", "protection", "AUROC [95% CI]", "AUPRC", "Brier", "ε (worst site)", "s"):
+    for col in ("configuration", "method", "protection", "AUROC [95% CI] released", "exact (sim.)", "Brier",
+                "ε (worst site)", "s"):
         t.add_column(col)
     for c in metrics["configs"]:
         g = c.get("global") or {}
@@ -236,7 +237,7 @@ def _print_metrics(metrics: dict[str, Any]) -> None:
         eps = (c.get("privacy") or {}).get("epsilon")
         t.add_row(c["name"], c["method"], c["protection"],
                   f"{g.get('auroc', float('nan')):.3f} [{ci[0]:.3f}, {ci[1]:.3f}]",
-                  f"{g.get('auprc', float('nan')):.3f}", f"{g.get('brier', float('nan')):.3f}",
+                  _num((c.get("simulation_exact") or {}).get("auroc")), f"{g.get('brier', float('nan')):.3f}",
                   "∞" if eps is None else f"{eps:.2f}", f"{c['seconds']:.1f}")
     console.print(t)
 
@@ -330,6 +331,10 @@ def ledger(
         for e in shown:
             r.add_row(str(e.seq), e.study, e.config, str(e.round), e.kind, type(e.event).__name__, _eps_text(e.epsilon))
         console.print(r)
+
+
+def _num(x: float | None) -> str:
+    return "–" if x is None else f"{x:.3f}"
 
 
 def _eps_text(x: float | None) -> str:
