@@ -75,11 +75,16 @@ def test_run_evidence_on_a_small_run(tmp_path):
     for name in ("fedavg_secagg", "fedavg_he", "missing"):
         assert mem[name]["skipped"] and mem[name]["note"]
     attacked = ["centralised", "site_only", "fedavg", "fedavg_dp"]
+    n_train_all = sum(len(np.unique(s.data.pid_train)) for s in prep.sites)
     for name in attacked:
         r = mem[name]
-        assert r["attacked_site"] == "site1" and r["unit"] == "patient"
+        # a site-only model is attacked on its own site; models trained on every site on the
+        # pooled candidates of all sites (members = every training patient)
+        pooled = name != "site_only"
+        assert r["attacked_site"] == ("all-sites" if pooled else "site1") and r["unit"] == "patient"
         for key in ("threshold", "lira_offline", "lira_online"):
-            assert 0.0 <= r[key]["auc"] <= 1.0 and r[key]["n_members"] == 94
+            assert 0.0 <= r[key]["auc"] <= 1.0
+            assert r[key]["n_members"] == (n_train_all if pooled else 94)
     assert "recorded standardizer" in mem["fedavg_dp"]["note"]
     assert "recomputed" in mem["fedavg"]["note"] and mem["fedavg_dp"]["epsilon"] == 3.0
     # same parameters, same (exact pooled) standardisation: identical attack outcome
@@ -101,6 +106,8 @@ def test_run_evidence_on_a_small_run(tmp_path):
     assert all(c["kind"] in ("attack", "audit") for c in charges)
     for name in attacked:
         assert {"site": "site1", "kind": "attack", "config": name} in charges
+    for name in ("centralised", "fedavg", "fedavg_dp"):  # pooled candidates: every site charged
+        assert {"site": "site0", "kind": "attack", "config": name} in charges
     assert not any(c["config"] in ("fedavg_secagg", "fedavg_he", "missing") for c in charges)
     assert {c["site"] for c in charges} == {"site0", "site1", "site2"}  # pooled shadows
     assert ev["seconds"] > 0 and set(ev["timings"]) == {"membership", "inversion", "audit",

@@ -86,16 +86,27 @@ def run_evidence(cfg: StudyConfig, prep: PreparedStudy, metrics: dict[str, Any],
         timings[name] = time.perf_counter() - t
         return out
 
+    pool = pooled_candidates(prep)
+    site_only = {**metrics, "configs": [c for c in metrics.get("configs", []) if c.get("method") == "site_only"]}
+    shared = {**metrics, "configs": [c for c in metrics.get("configs", []) if c.get("method") != "site_only"]}
     with torch_threads(1):  # tiny models: one thread is ~30x faster per step (learning.train)
         shadows = ShadowTrainers(cfg, prep, site)
-        membership = timed("membership", lambda: membership_evidence(
-            cfg, prep, metrics, Path(run_dir), site, shadows, seed))
+        pool_shadows = ShadowTrainers(cfg, prep, pool, others=[])
+        membership = timed("membership", lambda: {
+            # models trained on every site: candidates are every site's patients (members = all
+            # training patients, non-members = all held-out patients); site-only models: one site
+            **membership_evidence(cfg, prep, shared, Path(run_dir), pool, pool_shadows, seed),
+            **membership_evidence(cfg, prep, site_only, Path(run_dir), site, shadows, seed)})
         inversion = timed("inversion", lambda: inversion_evidence(cfg, prep, site, seed))
         audit = timed("audit", lambda: audit_evidence(cfg, site, seed))
         controls = timed("positive_controls", lambda: positive_control(cfg, site, seed))
-    charges = [{"site": site.name, "kind": "attack", "config": name}
-               for name, res in membership.items() if not res.get("skipped")]
-    if shadows.pooled_used:  # other sites' training rows trained the pooled shadows
+    charges = []
+    for name, res in membership.items():
+        if res.get("skipped"):
+            continue
+        used = [site] if res.get("attacked_site") == site.name else prep.sites
+        charges += [{"site": s.name, "kind": "attack", "config": name} for s in used]
+    if shadows.pooled_used:  # other sites' training rows trained the site-only shadows
         charges += [{"site": s.name, "kind": "attack", "config": "membership_shadows"}
                     for s in prep.sites if s.name != site.name]
     charges += [{"site": site.name, "kind": "attack", "config": "inversion"},
@@ -113,6 +124,21 @@ def run_evidence(cfg: StudyConfig, prep: PreparedStudy, metrics: dict[str, Any],
         "timings": timings,
         "seconds": time.perf_counter() - t0,
     }
+
+
+def pooled_candidates(prep: PreparedStudy) -> PreparedSite:
+    """Every site's patients as one candidate pool (simulation harness only): members are all
+    training patients, non-members all held-out test patients — far tighter CIs than one site."""
+    from privehr.federation.site import SiteData
+
+    def cat(attr: str) -> np.ndarray:
+        return np.concatenate([getattr(s.data, attr) for s in prep.sites])
+
+    data = SiteData(cat("X_train"), cat("y_train"), np.concatenate(
+        [np.char.add(f"{s.name}/", s.data.pid_train.astype(str)) for s in prep.sites]),
+        cat("X_test"), cat("y_test"), np.concatenate(
+        [np.char.add(f"{s.name}/", s.data.pid_test.astype(str)) for s in prep.sites]))
+    return PreparedSite("all-sites", prep.sites[0].store, data, sum(s.n_patients for s in prep.sites), 0.0)
 
 
 def attacked_site(prep: PreparedStudy) -> PreparedSite:
@@ -163,8 +189,9 @@ def _memoised(train_fn: TrainFn) -> tuple[TrainFn, dict]:
 class ShadowTrainers:
     """Shadow ``TrainFn``s for targets trained on every site (``pooled``) or on the site alone."""
 
-    def __init__(self, cfg: StudyConfig, prep: PreparedStudy, site: PreparedSite):
-        others = [s for s in prep.sites if s.name != site.name]
+    def __init__(self, cfg: StudyConfig, prep: PreparedStudy, site: PreparedSite,
+                 others: list[PreparedSite] | None = None):
+        others = [s for s in prep.sites if s.name != site.name] if others is None else others
         extra = (np.concatenate([s.data.X_train for s in others]),
                  np.concatenate([s.data.y_train for s in others])) if others else None
         self.pooled, self._pooled_cache = _memoised(_torch_train_fn(cfg, extra))
@@ -213,7 +240,11 @@ def _target(cfg: StudyConfig, prep: PreparedStudy, entry: dict[str, Any], run_di
     if not path.exists():
         return f"skipped: no model file {path.name}"
     params = np.load(path)
-    pooled_note = (f"members are {site.name}'s training patients, one site's share of a model "
+    pooled_note = ("members are every site's training patients, non-members every site's held-out "
+                   "patients; shadows train centrally (plain SGD, an approximation of the run's "
+                   "federated training) on half of the candidates"
+                   if site.name == "all-sites" else
+                   f"members are {site.name}'s training patients, one site's share of a model "
                    "trained on every site; shadows train centrally (plain SGD, an approximation "
                    "of the run's federated training) on the other sites' training rows plus half "
                    "of the candidates")
