@@ -25,6 +25,7 @@ deadline_s = {deadline}
 [privacy]
 update_clip = 10.0
 max_site_examples = 5000
+delta = 1e-6
 
 [[configs]]
 name = "fedavg"
@@ -34,6 +35,12 @@ method = "fedavg"
 name = "fedavg_secagg"
 method = "fedavg"
 protection = "secagg"
+
+[[configs]]
+name = "fedavg_dp"
+method = "fedavg"
+protection = "dp_local"
+epsilon = 8.0
 """
 
 SITE_NAMES = ["hosp-a", "hosp-b", "hosp-c", "hosp-d"]

@@ -70,6 +70,25 @@ def test_deployed_loop_equals_simulator(dep, config_name):
         assert eps and all(e["epsilon_total"] == "inf" for e in eps)  # non-private releases: ε = ∞
 
 
+@pytest.mark.slow
+def test_deployed_site_local_dp_charges_dp_events_at_every_site(dep):
+    cfg = load_config(dep["study"])
+    h = cfg.config_hash()
+    runtimes = {s: SiteRuntime(dep["prov"].sites[s], dep["stores"][s]) for s in SITES}
+    res = drive_study(cfg, next(c for c in cfg.configs if c.name == "fedavg_dp"),
+                      RuntimeTransport(runtimes, h, "fedavg_dp"), SITES, f"{cfg.study.name}-{h[:12]}")
+    assert all("aborted" not in r for r in res.rounds) and np.isfinite(res.params).all()
+    for s, rt in runtimes.items():
+        rt.close()
+        eps = [e for e in read_entries(rt.audit.path) if e["event"] == "epsilon"]
+        # every release of a DP configuration is DP: the site's ε stays finite
+        totals = [float(e["epsilon_total"]) for e in eps if e["epsilon_total"] != "inf"]
+        assert len(totals) == len(eps) and totals == sorted(totals), totals
+        # the store ledger composes training and held-out evaluation releases sequentially (never
+        # lower than the per-config max of the two partitions): at most the sum of their targets
+        assert totals[-1] <= 2 * 8.0
+
+
 def test_unapproved_study_never_opens_store(dep):
     rt = SiteRuntime(dep["prov"].sites["hosp-a"], dep["stores"]["hosp-a"])
     req = encode(Message(P.HELLO, "x", 0, "coordinator", "hosp-a", {"protocol": P.PROTOCOL_VERSION}))

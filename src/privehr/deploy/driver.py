@@ -35,6 +35,10 @@ def coordinator_protection(entry: ConfigEntry, cfg: StudyConfig, sites: list[str
 
     if entry.protection not in SUPPORTED:
         raise UnsupportedInDeployment(f"protection {entry.protection!r} is not deployable yet; use {sorted(SUPPORTED)}")
+    if entry.protection == "dp_local":
+        from privehr.deploy.site_protection import require_agreed_delta
+
+        require_agreed_delta(cfg, entry)
     prep = SimpleNamespace(sites=[SimpleNamespace(name=s) for s in sites], feature_names=[])
     return make_protection(entry, cfg, prep)
 

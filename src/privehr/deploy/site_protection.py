@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from privehr.federation.config import ConfigEntry, StudyConfig
 from privehr.federation.study import PreparedSite
 
-SUPPORTED = frozenset({"none", "secagg"})
+SUPPORTED = frozenset({"none", "secagg", "dp_local"})
 
 
 class UnsupportedInDeployment(ValueError):
@@ -32,6 +32,8 @@ def site_plugins(entry: ConfigEntry, cfg: StudyConfig, site: PreparedSite, key: 
         return {}
     if entry.protection == "secagg":
         return _secagg_plugins(cfg, site, key, roster)
+    if entry.protection == "dp_local":
+        return _dp_local_plugins(entry, cfg, site, roster)
     raise UnsupportedInDeployment(
         f"protection {entry.protection!r} of config {entry.name!r} is not deployable yet; "
         f"use one of {sorted(SUPPORTED)}")
@@ -59,3 +61,27 @@ def _secagg_plugins(cfg: StudyConfig, site: PreparedSite, key: Ed25519PrivateKey
         return words, None, {"clipped": norm > clip, "update_l2": norm}
 
     return {"secagg": encode, "secagg_site": state.engine}
+
+
+def require_agreed_delta(cfg: StudyConfig, entry: ConfigEntry) -> None:
+    if cfg.privacy.delta is None:
+        raise UnsupportedInDeployment(
+            f"config {entry.name!r}: a deployed DP study needs privacy.delta set in the study file (every site "
+            "and the coordinator calibrate with the same δ; e.g. delta = 1e-6 ≤ 1/(10 n) for the smallest site)")
+
+
+def _dp_local_plugins(entry: ConfigEntry, cfg: StudyConfig, site: PreparedSite,
+                      roster: dict[str, bytes]) -> dict[str, Any]:
+    """The site half of site-local DP-SGD: same calibration as the coordinator's (same config,
+    same agreed δ), noise from this site's own OS entropy (or its own seeded test stream)."""
+    from types import SimpleNamespace
+
+    from privehr.federation.modes import DpLocalProtection
+    from privehr.privacy.noise import NoiseSource
+
+    require_agreed_delta(cfg, entry)
+    seed = cfg.privacy.seeded_noise_for_tests
+    names = sorted(roster)
+    noise = NoiseSource.secure() if seed is None else NoiseSource.seeded_for_tests(seed + names.index(site.name))
+    prep = SimpleNamespace(sites=[SimpleNamespace(name=n) for n in names], feature_names=[])
+    return DpLocalProtection(cfg, prep, entry, noise).site_plugins(site)

@@ -40,6 +40,13 @@ def per_patient_mean_mask(mask):
     return mask / mask.sum(1, keepdim=True).clamp(min=1)
 
 
+def _spec_feature_names() -> list[str]:
+    """The shared FeatureSpec's column names: public, so a coordinator knows them without data."""
+    from privehr.ehr.features import FeatureSpec
+
+    return list(FeatureSpec.default().feature_names())
+
+
 def public_scale(feature_names: list[str]) -> np.ndarray:
     """Data-independent feature scales (clinical reference magnitudes) used before DP statistics.
 
@@ -107,8 +114,10 @@ class _PrivateBase(PlainProtection):
 
         self.entry = entry
         self.noise = noise
-        self.deltas = {s.name: site_delta(s.n_patients) for s in prep.sites}
-        self.delta = min(self.deltas.values())
+        if cfg.privacy.delta is not None:  # agreed up front (deployment: sites don't know each other's sizes)
+            self.delta = float(cfg.privacy.delta)
+        else:
+            self.delta = min(site_delta(s.n_patients) for s in prep.sites)
         eps = float(entry.epsilon)
         pv = cfg.privacy
         # Training patients: the statistics take a share, DP-SGD the rest (the ledger composes
@@ -119,7 +128,7 @@ class _PrivateBase(PlainProtection):
         self.eps_train = eps - self.eps_stats
         self.nm_stats = calibrate_noise_multiplier(self.eps_stats, self.delta, 1.0, 1)
         self.nm_eval = calibrate_noise_multiplier(self.eps_eval, self.delta, 1.0, 1) if pv.dp_evaluation else None
-        self.scale = public_scale(prep.feature_names)
+        self.scale = public_scale(list(prep.feature_names) or _spec_feature_names())
 
     def site_plugins(self, site) -> dict[str, Any]:
         from privehr.privacy.stats import release_count, release_standardisation_stats
