@@ -147,10 +147,11 @@ class Coordinator:
             raise RoundAborted(f"round {round_}: aggregate has wrong shape or non-finite values; model unchanged")
         return delta, sorted(replies)
 
-    def bytes_by_site(self) -> dict[str, dict[str, int]]:
-        """Bytes down (to site) and up (from site) per site, summed over all stages."""
-        out = {s: {"down": 0, "up": 0} for s in self.sites}
-        for lg in self.stage_logs:
+    def bytes_by_site(self, round_: int | None = None) -> dict[str, dict[str, int]]:
+        """Bytes down (to site) and up (from site) per site, over all stages (or one round's)."""
+        logs = [lg for lg in self.stage_logs if round_ is None or lg.round == round_]
+        out = {s: {"down": 0, "up": 0} for s in self.sites if round_ is None or any(s in lg.sent for lg in logs)}
+        for lg in logs:
             for s, n in lg.sent.items():
                 out[s]["down"] += n
             for s, n in lg.received.items():

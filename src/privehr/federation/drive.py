@@ -41,18 +41,6 @@ def server_optimizer(entry: ConfigEntry):
     return NoServerOpt()
 
 
-def round_bytes(coord: Coordinator, round_: int) -> dict[str, dict[str, int]]:
-    out: dict[str, dict[str, int]] = {}
-    for lg in coord.stage_logs:
-        if lg.round != round_:
-            continue
-        for s, n in lg.sent.items():
-            out.setdefault(s, {"down": 0, "up": 0})["down"] += n
-        for s, n in lg.received.items():
-            out.setdefault(s, {"down": 0, "up": 0})["up"] += n
-    return out
-
-
 def budget_refusals(coord: Coordinator, round_: int) -> list[str]:
     code = int(P.ErrorCode.BUDGET_EXHAUSTED)
     return sorted({s for lg in coord.stage_logs if lg.round == round_ for s, c in lg.errors.items() if c == code})
@@ -91,7 +79,7 @@ def drive(cfg: StudyConfig, entry: ConfigEntry, transport: Transport, sites: lis
         else:
             state, params = opt.next(state, params, delta)
             rounds_log.append({"round": r, "sites": included, "seconds": time.perf_counter() - t0,
-                               "update_l2": float(np.linalg.norm(delta)), "bytes": round_bytes(coord, r),
+                               "update_l2": float(np.linalg.norm(delta)), "bytes": coord.bytes_by_site(r),
                                **protection.round_measurements()})
         refused = budget_refusals(coord, r)
         if refused:  # a site out of budget stops the study, or the study goes on without it

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from privehr.federation.config import ConfigEntry, StudyConfig
-from privehr.federation.drive import drive, server_optimizer  # noqa: F401 (re-exported)
+from privehr.federation.drive import drive
 from privehr.federation.evaluation import exact_metrics
 from privehr.federation.handlers import SiteHandlers, standardise
 from privehr.federation.simulator import DropoutPlan, InProcessTransport

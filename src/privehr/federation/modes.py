@@ -33,8 +33,9 @@ def per_patient_mean_mask(mask):
 
     Why: with summed row losses, a patient with many encounters has a large gradient that the
     per-patient clip shrinks to almost nothing per row, and on the readmission task (positives
-    cluster in such patients) the model learned mostly from single-visit patients — measured on
-    the demo pool with no noise: AUROC 0.53 summed vs 0.74 averaged (0.78 without clipping).
+    cluster in such patients) the model learned mostly from single-visit patients — one ad hoc
+    measurement on the demo pool with no noise (not a benchmark): AUROC 0.53 summed vs 0.74
+    averaged (0.78 without clipping).
     The unit of privacy is unchanged: one patient, one clipped contribution.
     """
     return mask / mask.sum(1, keepdim=True).clamp(min=1)
@@ -138,7 +139,7 @@ class _PrivateBase(PlainProtection):
 
         def dp_stats(X: np.ndarray, pid: np.ndarray):
             if self.cfg.privacy.dp_standardisation == "public":
-                # Measured on the demo pool: per-site DP sums of 170 features (sensitivity
+                # Measured once on the demo pool (ad hoc): per-site DP sums of 170 features (sensitivity
                 # sqrt(1 + 2d)) at ~70 patients per site moved feature means by several public
                 # units and ruined training, so by default private configurations scale features
                 # by public reference magnitudes and release only a noisy patient count (the

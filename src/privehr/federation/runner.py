@@ -26,7 +26,6 @@ from privehr.federation.methods import run_centralised, run_federated, run_site_
 from privehr.federation.study import PreparedStudy, prepare, site_delta, write_json
 
 METRICS_SCHEMA_VERSION = 1
-TIMING_KEYS = frozenset({"seconds", "timings", "created"})
 TEST_PARTITION_KINDS = frozenset({"histogram"})  # releases computed on held-out test patients only
 
 

@@ -16,10 +16,9 @@ from privehr.federation.site import SiteNode
 
 @dataclass
 class DropoutPlan:
-    """Which site goes silent at which stage. ``round=None`` means every round from ``from_round``."""
+    """Which site goes silent at which stage (``round=None``: every round)."""
 
     drops: list[tuple[str, str, int | None]] = field(default_factory=list)
-    from_round: int = 0
     dead: set[str] = field(default_factory=set)  # sites that have dropped for good
 
     def drop(self, site: str, stage: str, round_: int | None = None) -> DropoutPlan:

@@ -91,13 +91,3 @@ class SiteNode:
     def _error(self, msg: Message, code: P.ErrorCode) -> bytes:
         return self.gate.emit(P.error_reply(msg, self.name, code), Release.free("error"))
 
-
-def as_payload(obj: Any) -> Any:
-    """Convert numpy scalars to plain Python so payloads stay within the wire's types."""
-    if isinstance(obj, dict):
-        return {k: as_payload(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [as_payload(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj
