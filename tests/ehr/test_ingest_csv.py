@@ -27,6 +27,7 @@ from privehr.ehr.errors import (
     EhrSourceError,
     EhrStrictError,
 )
+from privehr.ehr.ingest_csv import check_utf8
 from privehr.ehr.store import describe, ingest, open_store
 
 SECRET = bytes(range(32))
@@ -204,6 +205,21 @@ def test_non_utf8_file_is_a_clear_error(tiny_export, tmp_path):
         ingest(src, tmp_path / "s.duckdb", secret=SECRET)
     assert ei.value.file == "patients.csv" and ei.value.line == 3
     assert "UTF-8" in str(ei.value) and "Jos" not in str(ei.value)
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 1 << 22])
+def test_utf8_check_names_the_line_whatever_the_read_size(tmp_path, chunk):
+    """ASCII blocks are skipped and lines counted only on error: a character split by a read,
+    a bad byte and a file ending inside a character must still be found on the right line."""
+    p = tmp_path / "t.csv"
+    good = ("a,b\nJos\u00e9,Zo\u00eb\nx,y\n" * 5).encode()  # 15 lines
+    p.write_bytes(good)
+    check_utf8(p, chunk)
+    for tail, line in ((b"Jos\xe9,x\nok\n", 16), ("\u00e9".encode()[:1], 16), (b"ab\n\xff", 17)):
+        p.write_bytes(good + tail)
+        with pytest.raises(EhrEncodingError) as ei:
+            check_utf8(p, chunk)
+        assert ei.value.line == line
 
 
 def test_truncated_gzip_is_a_clear_error(tiny_export, tmp_path):

@@ -29,6 +29,7 @@ import pandas as pd
 
 from privehr.ehr.errors import EhrColumnError, EhrEncodingError, EhrSourceError
 from privehr.ehr.ingest_load import CANON, Staged
+from privehr.ehr.ingest_rules import staged_items
 from privehr.ehr.schema import REQUIRED_SOURCE_TABLES
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
@@ -112,23 +113,28 @@ def check_utf8(path: Path, chunk: int = 1 << 22) -> None:
     """Raise ``EhrEncodingError`` (with the line) unless the whole file is valid UTF-8.
 
     DuckDB validates only the columns a query reads; a latin-1 name in a column we drop
-    would pass unnoticed, yet it means the export is not what it claims to be.
+    would pass unnoticed, yet it means the export is not what it claims to be. Pure-ASCII
+    blocks (nearly all of a Synthea export) are recognised by ``bytes.isascii`` (~10x faster
+    than decoding) and lines are counted only to name the line of an error (measured: the
+    decode-and-count of every block took ~0.6 CPU s per 450 MB).
     """
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     dec = codecs.getincrementaldecoder("utf-8")()
-    lines = 0
+    offset = 0
     try:
         with opener(path, "rb") as fh:
             while block := fh.read(chunk):
-                try:
-                    dec.decode(block)
-                except UnicodeDecodeError as exc:
-                    line = lines + block.count(b"\n", 0, exc.start) + 1
-                    raise EhrEncodingError(
-                        path.name, line, None, "not UTF-8",
-                        "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
-                    ) from None  # fmt: skip
-                lines += block.count(b"\n")
+                pending = len(dec.getstate()[0])  # bytes of a character split by the read
+                if pending or not block.isascii():
+                    try:
+                        dec.decode(block)
+                    except UnicodeDecodeError as exc:
+                        line = _line_at(opener, path, offset - pending + exc.start)
+                        raise EhrEncodingError(
+                            path.name, line, None, "not UTF-8",
+                            "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
+                        ) from None  # fmt: skip
+                offset += len(block)
             dec.decode(b"", final=True)
     except (OSError, EOFError, zlib.error) as exc:
         raise EhrEncodingError(
@@ -138,9 +144,20 @@ def check_utf8(path: Path, chunk: int = 1 << 22) -> None:
         ) from None  # fmt: skip
     except UnicodeDecodeError:
         raise EhrEncodingError(
-            path.name, lines + 1, None, "not UTF-8 (file ends inside a character)",
+            path.name, _line_at(opener, path, offset), None,
+            "not UTF-8 (file ends inside a character)",
             "re-encode the file as UTF-8 (e.g. `iconv -f latin1 -t utf-8`)",
         ) from None  # fmt: skip
+
+
+def _line_at(opener, path: Path, pos: int, chunk: int = 1 << 22) -> int:
+    """1-based line holding byte ``pos`` of the (decompressed) file: read again, on error only."""
+    lines = 0
+    with opener(path, "rb") as fh:
+        while pos > 0 and (block := fh.read(min(chunk, pos))):
+            lines += block.count(b"\n")
+            pos -= len(block)
+    return lines + 1
 
 
 def _columns_sql(header: list[str]) -> tuple[str, list[str]]:
@@ -266,10 +283,12 @@ def _stage_file(con, table: str, path: Path, columns: str, items: list[str], sta
     con.execute("DROP TABLE IF EXISTS _rej_scans")
     try:
         con.execute(
-            f"""CREATE OR REPLACE TEMP TABLE raw_{table} AS SELECT {', '.join(items)}
+            f"""CREATE OR REPLACE TEMP TABLE raw_{table} AS
+            SELECT {', '.join(staged_items(table, CANON[table]))} FROM (
+            SELECT {', '.join(items)}
             FROM read_csv(?, header = true, auto_detect = false, columns = {columns},
                           delim = ',', quote = '"', escape = '"', store_rejects = true,
-                          rejects_table = '_rej_errors', rejects_scan = '_rej_scans')""",  # noqa: S608 (identifiers from allowlists, values bound)
+                          rejects_table = '_rej_errors', rejects_scan = '_rej_scans'))""",  # noqa: S608 (identifiers from allowlists, values bound)
             [str(path)],
         )
     except duckdb.IOException as exc:

@@ -34,6 +34,7 @@ import pandas as pd
 from privehr.ehr.deid import bundle_label
 from privehr.ehr.errors import EhrEncodingError, EhrFhirError
 from privehr.ehr.ingest_load import CANON, Staged
+from privehr.ehr.ingest_rules import staged_items
 
 _FIX = "re-export the bundle from Synthea (exporter.fhir.export = true) or remove it"
 _CLASS = {
@@ -132,7 +133,11 @@ def _value(obj: dict) -> tuple[str | None, str | None, str | None]:
 
 
 class _Collector:
-    """Accumulates canonical rows per table; flushes them into stg_ tables in batches."""
+    """Accumulates canonical rows per table; flushes them into stg_ tables in batches.
+
+    Rows are staged in the loader's form (``ingest_rules.staged_items``: dates parsed, blank
+    flags), the same as the CSV reader's, so ``ingest_load`` has one path for both.
+    """
 
     def __init__(self, con) -> None:
         self.con = con
@@ -153,7 +158,8 @@ class _Collector:
             df["_line"] = df["_line"].astype("int64")
             self.con.register("_df_fhir", df)
             cols = ", ".join(f'CAST("{c}" AS VARCHAR) AS "{c}"' for c in CANON[table])
-            body = f"SELECT {cols}, CAST(_file AS VARCHAR) AS _file, _line FROM _df_fhir"  # noqa: S608 (identifiers from allowlists, values bound)
+            body = (f"SELECT {', '.join(staged_items(table, CANON[table]))}, _file, _line FROM "  # noqa: S608 (identifiers from allowlists, values bound)
+                    f"(SELECT {cols}, CAST(_file AS VARCHAR) AS _file, _line FROM _df_fhir)")  # fmt: skip
             if table in self.created:
                 self.con.execute(f"INSERT INTO stg_{table} {body}")
             else:

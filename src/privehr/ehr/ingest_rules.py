@@ -50,12 +50,32 @@ def parse(col: str, kind: str) -> str:
     )
 
 
-def flagged(table: str, canon: tuple[str, ...]) -> list[str]:
-    """Raw columns replaced in chk_<table> by a ``_blank_<COL>`` flag (and, for typed ones,
-    ``_t_<COL>``): ids and timestamps are long strings, copying them costs memory and time,
-    and once joined/parsed only "was it blank?" is still needed (to name the reason)."""
-    refs = [c for c in ("PATIENT", "ENCOUNTER") if c in canon]
-    return [*TYPED[table], *refs]
+REFS = ("PATIENT", "ENCOUNTER")  # raw ids joined to pseudonym maps by the loader
+
+
+def staged_items(table: str, canon: tuple[str, ...]) -> list[str]:
+    """SELECT items turning canonical raw text columns into the staged form of ``table``.
+
+    Applied by the readers while the rows stream in (CSV: straight out of DuckDB's reader),
+    so the one materialised copy already holds parsed ``_t_<COL>`` values and ``_blank_<COL>``
+    flags instead of long timestamp strings: parsing on the stream is cheap, every later
+    copy of a string column is not (measured: materialising a table costs ~3x parsing it).
+    Ids stay raw (joined to the pseudonym maps later, cheaply on the dictionary-compressed
+    table); observations also get ``_num``, the value parsed as a number.
+    """
+    items = []
+    for c in canon:
+        col = f'"{c}"'
+        kind = TYPED[table].get(c)
+        if kind is not None:
+            items += [f'{parse(col, kind)} AS "_t_{c}"', f'{blank(col)} AS "_blank_{c}"']
+            continue
+        items.append(col)
+        if c in REFS:
+            items.append(f'{blank(col)} AS "_blank_{c}"')
+    if table == "observations":
+        items.append('try_cast("VALUE" AS DOUBLE) AS _num')
+    return items
 
 
 def _b(col: str) -> str:
