@@ -50,6 +50,11 @@ def provision_cmd(
 
     from privehr.deploy.provision import INSECURE_WARNING, ProvisionError, provision
 
+    if (out / "coordinator" / "roster.json").exists():
+        raise _fail(f"out: {out} already holds a provisioned deployment. Provisioning it again would replace "
+                    "every key: registered sites are locked out and existing audit logs no longer verify "
+                    "against the new roster. Choose a new --out, use `privehr rotate` for one site's keys, "
+                    "or delete the folder first.")
     if insecure:
         err.print(f"[bold red]WARNING:[/] {INSECURE_WARNING}")
     try:
@@ -118,7 +123,8 @@ def coordinator_run(
     study: Path = typer.Argument(..., help="the study TOML every site approved"),
     config: str = typer.Option(..., help="which [[configs]] entry to run"),
     credentials: Path = typer.Option(..., help="the coordinator/ folder from provision"),
-    out: Path = typer.Option(..., help="run folder: model.npy, result.json, audit log, app/"),
+    out: Path = typer.Option(..., help="run folder: model.npy, result.json, serverapp.log, app/ "
+                                       "(the audit log is CREDENTIALS/audit.jsonl)"),
     state: Path = typer.Option(Path("superlink-state"), help="same --state as coordinator start"),
     min_sites: int = typer.Option(3, help="start once this many sites are connected"),
     timeout: float = typer.Option(1800.0, help="give up (and stop the run) after this many seconds"),
@@ -126,7 +132,14 @@ def coordinator_run(
     """Submit a study to the running SuperLink and wait for it to finish."""
     from privehr.deploy import launch
 
-    res = launch.run_deployed_study(study, config, credentials, out, state, min_sites=min_sites, timeout_s=timeout)
+    if not (state / "flwr-home" / "config.toml").exists():  # written by `coordinator start` once the SuperLink is up
+        raise _fail(f"state: no running SuperLink under {state}. Start `privehr coordinator start --state {state}` "
+                    "first, wait for 'SuperLink up', and pass the same --state here.")
+    try:
+        res = launch.run_deployed_study(study, config, credentials, out, state, min_sites=min_sites,
+                                        timeout_s=timeout)
+    except launch.LaunchError as exc:
+        raise _fail(f"{exc}\nIs `privehr coordinator start --state {state}` still running?", code=1) from None
     console.print(f"run {res['run_id']}: {res['status']}")
     if res["status"] != "finished:completed":
         raise _fail(f"run did not complete: {res['details']} (log: {out / 'serverapp.log'})", code=1)
