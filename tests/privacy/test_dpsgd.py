@@ -100,16 +100,21 @@ def test_logreg_and_opacus_paths_give_same_update_with_noise_off():
     assert r1.clipped_fraction > 0
 
 
-def test_auto_picks_closed_form_only_for_logistic_regression():
+def test_auto_picks_closed_forms_only_for_logreg_and_relu_mlp():
     X, y, ids = encounter_data(n_patients=10)
     pp = pad_by_patient(X, y, ids, dtype=torch.float64)
     assert run(logreg(X.shape[1]), pp, "auto", steps=1).method == "logreg"
-    assert run(mlp(X.shape[1]), pp, "auto", steps=1).method == "opacus"
+    assert run(mlp(X.shape[1]), pp, "auto", steps=1).method == "mlp"
+    torch.manual_seed(0)
+    tanh = nn.Sequential(nn.Linear(X.shape[1], 8), nn.Tanh(), nn.Linear(8, 1)).double()
+    assert run(tanh, pp, "auto", steps=1).method == "opacus"
     with pytest.raises(PrivacyConfigError, match="logistic"):
         run(mlp(X.shape[1]), pp, "logreg", steps=1)
+    with pytest.raises(PrivacyConfigError, match="MLP"):
+        run(tanh, pp, "mlp", steps=1)
 
 
-@pytest.mark.parametrize("method", ["logreg", "opacus"])
+@pytest.mark.parametrize("method", ["logreg", "opacus", "mlp"])
 def test_patient_with_many_rows_is_clipped_as_one_unit(method):
     # One patient, five identical large rows: row-level clipping would allow 5 C.
     X = np.tile(np.array([[30.0, -20.0, 10.0]]), (5, 1))
@@ -125,7 +130,7 @@ def test_patient_with_many_rows_is_clipped_as_one_unit(method):
     assert step == pytest.approx(0.7, rel=1e-6)  # it was clipped, not tiny
 
 
-@pytest.mark.parametrize("method", ["logreg", "opacus"])
+@pytest.mark.parametrize("method", ["logreg", "opacus", "mlp"])
 def test_clipped_sum_is_bounded_per_patient(method):
     X, y, ids = encounter_data(n_patients=30)
     pp = pad_by_patient(X * 10, y, ids, dtype=torch.float64)
@@ -184,7 +189,7 @@ def test_noise_changes_the_update_with_the_calibrated_scale():
     assert diffs.std() == pytest.approx(expected_std, rel=0.15)
 
 
-@pytest.mark.parametrize("method", ["logreg", "opacus"])
+@pytest.mark.parametrize("method", ["logreg", "opacus", "mlp"])
 def test_fedprox_gradient_is_added_after_noise_and_changes_update(method):
     X, y, ids = encounter_data(n_patients=20)
     pp = pad_by_patient(X, y, ids, dtype=torch.float64)
