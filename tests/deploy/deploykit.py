@@ -26,6 +26,10 @@ deadline_s = {deadline}
 update_clip = 10.0
 max_site_examples = 5000
 delta = 1e-6
+ddp_rounds = {rounds}
+ddp_server_lr = 5.0
+ddp_min_survivor_fraction = 0.75
+{seeded}
 
 [[configs]]
 name = "fedavg"
@@ -41,17 +45,28 @@ name = "fedavg_dp"
 method = "fedavg"
 protection = "dp_local"
 epsilon = 8.0
+
+[[configs]]
+name = "fedavg_secagg_ddp"
+method = "fedavg"
+protection = "ddp"
+epsilon = 8.0
 """
 
 SITE_NAMES = ["hosp-a", "hosp-b", "hosp-c", "hosp-d"]
 
 
 def make_deployment(tmp: Path, stores: dict, sites: list[str], *, deadline: float = 60.0,
-                    superlink: str = "127.0.0.1:9092", rounds: int = 2) -> dict:
-    """Provision ``sites``, copy their stores (fresh ledgers), write and approve the study."""
+                    superlink: str = "127.0.0.1:9092", rounds: int = 2, noise_seed: int | None = None) -> dict:
+    """Provision ``sites``, copy their stores (fresh ledgers), write and approve the study.
+
+    ``noise_seed``: the test-only seeded noise (every DP release then counts as non-private),
+    so a deployed DP run can be compared with the simulator's; None = OS entropy.
+    """
     prov = provision(sites, tmp / "prov", superlink=superlink)
     study = tmp / "study.toml"
-    study.write_text(STUDY.format(deadline=deadline, rounds=rounds))
+    seeded = "" if noise_seed is None else f"seeded_noise_for_tests = {noise_seed}"
+    study.write_text(STUDY.format(deadline=deadline, rounds=rounds, seeded=seeded))
     site_stores = {}
     for s in sites:
         site_stores[s] = tmp / "stores" / f"{s}.duckdb"
@@ -75,14 +90,15 @@ class Cluster:
     Every process is started in its own session and stopped (with all descendants) by ``stop``.
     """
 
-    def __init__(self, tmp: Path, stores: dict, sites: list[str], *, deadline: float, rounds: int):
+    def __init__(self, tmp: Path, stores: dict, sites: list[str], *, deadline: float, rounds: int,
+                 noise_seed: int | None = None):
         from privehr.deploy import launch
 
         self.launch = launch
         self.tmp = tmp
         self.port = free_port()
         self.dep = make_deployment(tmp, stores, sites, deadline=deadline, superlink=f"127.0.0.1:{self.port}",
-                                   rounds=rounds)
+                                   rounds=rounds, noise_seed=noise_seed)
         self.prov = self.dep["prov"]
         self.home = tmp / "link" / "flwr-home"
         self.procs: dict[str, object] = {}
@@ -129,6 +145,7 @@ class Cluster:
 def simulate(dep: dict, names: list[str], config_name: str):
     """The in-process simulator over the same stores and seeds (its own copy of the ledgers)."""
     from privehr.deploy.site_runtime import load_site_data
+    from privehr.ehr.features import FeatureSpec
     from privehr.federation.config import load_config
     from privehr.federation.methods import run_federated
     from privehr.federation.modes import make_protection
@@ -140,7 +157,7 @@ def simulate(dep: dict, names: list[str], config_name: str):
     sites = [load_site_data(dep["stores"][s], cfg, s, i) for i, s in enumerate(names)]
     for s in sites:
         s.store = s.store.with_suffix(".sim.duckdb")
-    prep = PreparedStudy(cfg, sites, ["f"] * sites[0].data.X_train.shape[1])
+    prep = PreparedStudy(cfg, sites, list(FeatureSpec.default().feature_names()))  # public: the shared spec
     study_id = f"{cfg.study.name}-{cfg.config_hash()[:12]}"
     return run_federated(cfg, sites, entry, charge_for=LedgerBook(prep, study_id).charge_for,
                          protection=make_protection(entry, cfg, prep), study_id=study_id)

@@ -1,4 +1,5 @@
-"""Real processes: four sites, one SIGKILLed mid-round; SecAgg recovers with three survivors.
+"""Real processes: four sites, one SIGKILLed mid-round of distributed DP under SecAgg; the round
+recovers with three survivors, whose noise shares the accounting assumes (t_min = 3 of 4).
 
 Run alone with ``pytest -m deployment``. The cluster fixture stops every process it started.
 """
@@ -33,7 +34,7 @@ def four(tmp_path_factory, stores):
         c.stop()
 
 
-def test_site_killed_mid_round_secagg_recovers(four, tmp_path):
+def test_site_killed_mid_round_secagg_dp_recovers(four, tmp_path):
     """hosp-d dies after sharing its keys; the masked-input deadline drops it; 3 survivors unmask."""
     import threading
 
@@ -57,7 +58,7 @@ def test_site_killed_mid_round_secagg_recovers(four, tmp_path):
 
     t = threading.Thread(target=killer, daemon=True)
     t.start()
-    res = four.run("fedavg_secagg", out=out, min_sites=4)
+    res = four.run("fedavg_secagg_ddp", out=out, min_sites=4)
     t.join(timeout=5)
     assert res["status"] == "finished:completed", res["details"] + res["log"][-3000:]
     assert not four.procs["hosp-d"].alive()
@@ -74,10 +75,15 @@ def test_site_killed_mid_round_secagg_recovers(four, tmp_path):
     rep = verify_log(victim_log, key=Roster.load(four.prov.coordinator / "roster.json").audit_key("hosp-d"),
                      require_closed=False)
     assert rep.ok, rep.findings
-    # ledger and audit log agree: every ledger release of a survivor has an audit ε entry
+    # ledger and audit log agree: every ledger release of a survivor has an audit ε entry, and
+    # every release was DP (OS-entropy noise): ε stays finite
     for s in survivors:
         ledger = PrivacyLedger(ledger_path_for_store(four.dep["stores"][s]))
         kinds = [e.kind for e in ledger.entries()]
         assert kinds.count("model_update") == 1
         audit_eps = [e for e in read_entries(four.prov.sites[s] / "audit.jsonl") if e["event"] == "epsilon"]
         assert sorted(e["ledger_seq"] for e in audit_eps) == sorted(e.seq for e in ledger.entries())
+        assert audit_eps and all(e["epsilon_total"] != "inf" for e in audit_eps)
+    # the killed site's masked input never left, so its ledger was never charged for an update
+    victim = PrivacyLedger(ledger_path_for_store(four.dep["stores"]["hosp-d"]))
+    assert "model_update" not in [e.kind for e in victim.entries()]

@@ -20,7 +20,8 @@ THREE = ["hosp-a", "hosp-b", "hosp-c"]
 
 @pytest.fixture(scope="module")
 def three(tmp_path_factory, stores):
-    c = Cluster(tmp_path_factory.mktemp("three"), stores, THREE, deadline=40, rounds=2)
+    # seeded test noise (keyed by site name at each site) so the DP run can equal the simulator's
+    c = Cluster(tmp_path_factory.mktemp("three"), stores, THREE, deadline=40, rounds=2, noise_seed=7)
     try:
         for s in THREE:  # sites first: `site start` must wait out a coordinator that is not up yet
             c.start_site(s)
@@ -31,15 +32,16 @@ def three(tmp_path_factory, stores):
         c.stop()
 
 
-def test_three_sites_secagg_over_flower_equals_simulator(three, tmp_path):
+def test_three_sites_secagg_dp_over_flower_equals_simulator(three, tmp_path):
+    """Two rounds of distributed DP under SecAgg (each site's noise share, masked) over Flower."""
     out = tmp_path / "run"
-    res = three.run("fedavg_secagg", out=out, min_sites=3)
+    res = three.run("fedavg_secagg_ddp", out=out, min_sites=3)
     assert res["status"] == "finished:completed", res["details"] + res["log"][-3000:]
     summary = json.loads((out / "result.json").read_text())
     assert summary["sites"] == THREE and summary["dropouts"] == []
     assert [r["secagg_included"] for r in summary["rounds"]] == [THREE, THREE]
     deployed = np.load(out / "model.npy")
-    sim = simulate(three.dep, THREE, "fedavg_secagg")
+    sim = simulate(three.dep, THREE, "fedavg_secagg_ddp")
     np.testing.assert_allclose(deployed, sim.params, rtol=1e-6, atol=1e-7)
     verify_all(three, THREE)
     # each site's FAB was received but never executed; the audit log says so

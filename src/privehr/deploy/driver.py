@@ -9,7 +9,6 @@ machines and no site data is ever touched.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -28,25 +27,16 @@ class DeployedResult:
     stage_logs: list[Any] = field(default_factory=list)
 
 
-def coordinator_protection(entry: ConfigEntry, cfg: StudyConfig, sites: list[str]):
-    """The coordinator half of a protection mode; it never needs any site's data."""
-    from privehr.deploy.site_protection import SUPPORTED, UnsupportedInDeployment
-    from privehr.federation.modes import make_protection
+def drive_study(cfg: StudyConfig, entry: ConfigEntry, transport: Transport, roster: dict[str, bytes],
+                study_id: str, *, protection: Any = None) -> DeployedResult:
+    """The simulator's own round loop (``federation.drive.drive``) over the Flower transport.
 
-    if entry.protection not in SUPPORTED:
-        raise UnsupportedInDeployment(f"protection {entry.protection!r} is not deployable yet; use {sorted(SUPPORTED)}")
-    if entry.protection == "dp_local":
-        from privehr.deploy.site_protection import require_agreed_delta
+    ``roster``: every site's public identity key (the provisioned roster); its names are the sites.
+    """
+    from privehr.deploy.site_protection import coordinator_protection
 
-        require_agreed_delta(cfg, entry)
-    prep = SimpleNamespace(sites=[SimpleNamespace(name=s) for s in sites], feature_names=[])
-    return make_protection(entry, cfg, prep)
-
-
-def drive_study(cfg: StudyConfig, entry: ConfigEntry, transport: Transport, sites: list[str], study_id: str,
-                *, protection: Any = None) -> DeployedResult:
-    """The simulator's own round loop (``federation.drive.drive``) over the Flower transport."""
-    protection = protection or coordinator_protection(entry, cfg, sites)
+    sites = sorted(roster)
+    protection = protection or coordinator_protection(entry, cfg, roster)
     res = drive(cfg, entry, transport, list(sites), study_id, protection)
     coord = res.coordinator
     return DeployedResult(np.asarray(res.params, np.float32), res.rounds, res.metrics, coord.bytes_by_site(),

@@ -98,7 +98,7 @@ def run_server(grid: Grid, *, study: Path, config: str, credentials: Path, out: 
                                 site_audit_keys={s: roster.audit_key(s) for s in roster.names})
     study_id = f"{cfg.study.name}-{h[:12]}"
     t0 = time.perf_counter()
-    res = drive_study(cfg, entry, transport, roster.names, study_id)
+    res = drive_study(cfg, entry, transport, roster.identity_keys(), study_id)
     audit.append("close")
     audit.signed_head()
     np.save(out / "model.npy", res.params)

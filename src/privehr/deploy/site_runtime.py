@@ -111,6 +111,9 @@ class SiteRuntime:
         else:
             before = len(session.ledger.entries())
             reply = session.node.handle(payload)
+            code = _error_code(reply)
+            if code is not None:  # e.g. budget exhausted, privacy parameters not the approved ones
+                self.audit.append("refusal", study=study_hash, config=config, code=code)
             for entry in session.ledger.entries()[before:]:
                 # The ledger's running ε after this release ("inf" once anything non-private left).
                 eps = float(entry.epsilon)
@@ -163,8 +166,13 @@ class SiteRuntime:
         plugins = site_plugins(entry, cfg, site, load_identity_key(self.credentials), self.roster.identity_keys())
         handlers = SiteHandlers(site.data, model_kind=cfg.study.model, hidden=cfg.study.hidden, seed=cfg.study.seed,
                                 n_boot=cfg.study.bootstrap, plugins=plugins)
-        try:  # the ledger pre-check (refuse before touching data) where SiteNode supports it
-            node = SiteNode(self.name, handlers, charge, lambda event: ledger.check(event))
-        except TypeError:
-            node = SiteNode(self.name, handlers, charge)
+        node = SiteNode(self.name, handlers, charge, ledger.check)  # pre-check: refuse before data is touched
         return _Session(node, ledger)
+
+
+def _error_code(reply: bytes) -> int | None:
+    """The fixed error code of our own reply, if it is an error (for the audit log)."""
+    from privehr.federation.wire import decode
+
+    msg = decode(reply)
+    return int(msg.payload["code"]) if msg.kind == P.ERROR else None

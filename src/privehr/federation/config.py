@@ -43,6 +43,9 @@ class FederationSection(_Strict):
     lr: float = Field(0.1, gt=0)
     batch_size: int = Field(32, ge=1)
     deadline_s: float = Field(60.0, gt=0)
+    setup_deadline_s: float = Field(
+        180.0, gt=0, description="first contact (hello): a site loads its task from its store and calibrates its "
+        "noise before it answers, which takes longer than a protocol stage")
 
 
 class PrivacySection(_Strict):

@@ -110,6 +110,9 @@ class Coordinator:
     def hello(self) -> int:
         replies = self.broadcast(P.HELLO, {"protocol": P.PROTOCOL_VERSION}, 0)
         dims = {r["n_features"] for r in replies.values()}
+        if not dims:
+            raise RoundAborted(f"no site answered the set-up (hello) within {self.deadlines.of(P.HELLO):.0f} s; "
+                               "check the sites' logs (study approved? store readable?)")
         if len(dims) != 1:
             raise RoundAborted(f"sites disagree on the feature count: {sorted(dims)} (same FeatureSpec everywhere?)")
         return dims.pop()

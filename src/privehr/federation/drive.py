@@ -50,7 +50,9 @@ def drive(cfg: StudyConfig, entry: ConfigEntry, transport: Transport, sites: lis
           protection: Any) -> DriveResult:
     """Run one configuration's protocol over ``transport``; the model never leaves this function
     except as the final parameters (and what the sites' gates chose to release)."""
-    coord = Coordinator(transport, list(sites), study_id, Deadlines(default=cfg.federation.deadline_s))
+    fed = cfg.federation
+    deadlines = Deadlines(default=fed.deadline_s, per_stage={P.HELLO: max(fed.setup_deadline_s, fed.deadline_s)})
+    coord = Coordinator(transport, list(sites), study_id, deadlines)
     start_round = getattr(transport, "start_round", None)
     d_in = coord.hello()
     standardizer, counts = coord.standardizer(dp=protection.private, std_floor=protection.std_floor())

@@ -11,7 +11,14 @@
                           (in ``modes_he``).
 
 Privacy noise always comes from ``NoiseSource.secure()`` (OS entropy) unless the study runs in
-the test-only seeded mode, in which case every release is recorded as non-private.
+the test-only seeded mode, in which case every release is recorded as non-private. Each site
+draws from its own source (``NoiseSource.for_site``), as it does in a deployment.
+
+Halves: ``site_plugins(site)`` is the site half (it needs that site's identity key, from
+``Identities``); everything else is the coordinator half. A deployed site builds the same
+class from its own approved copy of the study, its own key and the roster, and refuses a round
+whose privacy parameters differ from the ones it calibrated itself (``check_privacy_params``):
+the coordinator cannot talk a site into less noise, a bigger clip or another sampling rate.
 """
 
 from __future__ import annotations
@@ -62,6 +69,18 @@ def public_scale(feature_names: list[str]) -> np.ndarray:
     return np.array([ref.get(n, 1.0) for n in feature_names], dtype=np.float64)
 
 
+def check_privacy_params(sent: dict[str, Any], own: dict[str, float | int]) -> None:
+    """Refuse a request whose privacy parameters differ from the site's own calibration."""
+    import math
+
+    from privehr.federation.handlers import HandlerError
+
+    for k, v in own.items():
+        got = sent.get(k)
+        if not isinstance(got, (int, float)) or not math.isclose(float(got), float(v), rel_tol=1e-9, abs_tol=0.0):
+            raise HandlerError(P.ErrorCode.PRIVACY_PARAMS_MISMATCH)
+
+
 class PlainProtection:
     """No protection: plain weighted deltas leave each site (non-private releases)."""
 
@@ -109,12 +128,13 @@ class _PrivateBase(PlainProtection):
     private = True
 
     def __init__(self, cfg: StudyConfig, prep: Any, entry: ConfigEntry, noise: NoiseSource):
-        super().__init__(cfg, prep)
+        PlainProtection.__init__(self, cfg, prep)  # explicit: DdpProtection initialises _SecAggBase itself
         from privehr.federation.study import site_delta
         from privehr.privacy.calibration import calibrate_noise_multiplier
 
         self.entry = entry
         self.noise = noise
+        self._site_noise: dict[str, NoiseSource] = {}
         if cfg.privacy.delta is not None:  # agreed up front (deployment: sites don't know each other's sizes)
             self.delta = float(cfg.privacy.delta)
         else:
@@ -131,11 +151,17 @@ class _PrivateBase(PlainProtection):
         self.nm_eval = calibrate_noise_multiplier(self.eps_eval, self.delta, 1.0, 1) if pv.dp_evaluation else None
         self.scale = public_scale(list(prep.feature_names) or _spec_feature_names())
 
+    def site_noise(self, site: str) -> NoiseSource:
+        """One source per site, shared by all of that site's releases (never by two sites)."""
+        if site not in self._site_noise:
+            self._site_noise[site] = self.noise.for_site(site)
+        return self._site_noise[site]
+
     def site_plugins(self, site) -> dict[str, Any]:
         from privehr.privacy.stats import release_count, release_standardisation_stats
 
         scale = self.scale
-        noise = self.noise
+        noise = self.site_noise(site.name)
 
         def dp_stats(X: np.ndarray, pid: np.ndarray):
             if self.cfg.privacy.dp_standardisation == "public":
@@ -202,7 +228,8 @@ class DpLocalProtection(_PrivateBase):
 
     def site_plugins(self, site) -> dict[str, Any]:
         plugins = super().site_plugins(site)
-        noise = self.noise
+        noise = self.site_noise(site.name)
+        own = {"q": self.q, "sigma": self.sigma, "clip": self.cfg.privacy.clip_norm, "steps": self.local_steps}
 
         def dp_local(handlers, msg):
             from privehr.learning.models import get_flat
@@ -210,6 +237,7 @@ class DpLocalProtection(_PrivateBase):
             from privehr.privacy.dpsgd import dp_sgd_local, pad_by_patient
 
             cfg = msg.payload["config"]
+            check_privacy_params(cfg, own)
             # Refuse before any data is touched if this round would exceed the site's budget.
             handlers.node.precheck(dpsgd_event(float(cfg["q"]), float(cfg["sigma"]), int(cfg["steps"])))
             params = msg.payload["params"].astype(np.float32)
@@ -236,8 +264,17 @@ class DpLocalProtection(_PrivateBase):
                 "noise_multiplier": self.sigma, "clip_norm": self.cfg.privacy.clip_norm}
 
 
-def make_protection(entry: ConfigEntry, cfg: StudyConfig, prep: Any, noise: NoiseSource | None = None):
-    noise = noise or NoiseSource.secure()
+def default_noise(cfg: StudyConfig) -> NoiseSource:
+    """OS-entropy noise, or the test-only seeded stream the study file asks for (non-private)."""
+    seed = cfg.privacy.seeded_noise_for_tests
+    return NoiseSource.secure() if seed is None else NoiseSource.seeded_for_tests(seed)
+
+
+def make_protection(entry: ConfigEntry, cfg: StudyConfig, prep: Any, noise: NoiseSource | None = None,
+                    identities: Any = None):
+    """Both halves of ``entry``'s mode. ``identities``: the signing keys this process holds
+    (``Identities``; default: the simulator generates every site's)."""
+    noise = noise or default_noise(cfg)
     if entry.protection == "none":
         return PlainProtection(cfg, prep)
     if entry.protection == "dp_local":
@@ -245,12 +282,12 @@ def make_protection(entry: ConfigEntry, cfg: StudyConfig, prep: Any, noise: Nois
     if entry.protection in ("secagg", "ddp"):
         from privehr.federation.modes_secagg import DdpProtection, SecAggProtection
 
-        return (SecAggProtection(cfg, prep, entry) if entry.protection == "secagg"
-                else DdpProtection(cfg, prep, entry, noise))
+        return (SecAggProtection(cfg, prep, entry, identities) if entry.protection == "secagg"
+                else DdpProtection(cfg, prep, entry, noise, identities))
     if entry.protection == "he":
         from privehr.federation.modes_he import HeProtection
 
-        return HeProtection(cfg, prep, entry)
+        return HeProtection(cfg, prep, entry, identities)
     raise ValueError(f"unknown protection {entry.protection!r}")
 
 

@@ -14,27 +14,27 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privehr.federation import protocol as P
 from privehr.federation.config import ConfigEntry, StudyConfig
 from privehr.federation.coordinator import RoundAborted
+from privehr.federation.identities import Identities
 from privehr.federation.modes import PlainProtection
 
 
 class HeProtection(PlainProtection):
     request_kind = P.HE_TRAIN
 
-    def __init__(self, cfg: StudyConfig, prep: Any, entry: ConfigEntry):
+    def __init__(self, cfg: StudyConfig, prep: Any, entry: ConfigEntry, identities: Identities | None = None):
         from privehr.secure.he import AGGREGATION_PARAMS, KeyHolder
 
         super().__init__(cfg, prep)
         self.entry = entry
         self.site_names = [s.name for s in prep.sites]
         self.key_holder_site = sorted(self.site_names)[0]
-        # Provisioning stand-in (simulation): identity keys per site, roster of public keys.
-        self.keys = {s: Ed25519PrivateKey.generate() for s in self.site_names}
-        roster = {s: k.public_key().public_bytes_raw() for s, k in self.keys.items()}
+        # Identity keys per site (simulation: generated here, standing in for provisioning).
+        self.identities = identities or Identities.simulated(self.site_names)
+        roster = self.identities.roster
         # The ceremony runs at the key-holder site; only the public context and its hash leave it.
         self._holder, self.public_context, self.sha256 = KeyHolder.create(
             AGGREGATION_PARAMS, holder_id=self.key_holder_site, min_sites=2, roster=roster)
@@ -45,7 +45,7 @@ class HeProtection(PlainProtection):
     def site_plugins(self, site) -> dict[str, Any]:
         from privehr.secure.he import SiteEncryptor
 
-        encryptor = SiteEncryptor(self.public_context, self.record, site_id=site.name, signer=self.keys[site.name])
+        encryptor = SiteEncryptor(self.public_context, self.record, site_id=site.name, signer=self.identities.key(site.name))
         plugins: dict[str, Any] = {
             "he_encrypt": lambda delta, weight, round_id: encryptor.encrypt(delta, weight, round_id=round_id).to_payload(),
             "he_clip": self.clip,

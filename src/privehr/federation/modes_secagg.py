@@ -4,9 +4,10 @@ Site side (inside the site process): clip → encode (fixed point, or per-patien
 rounding + this site's discrete Gaussian share) → mask. Only masked words leave. Coordinator
 side: SecAgg stages → unmasked *sum* → decode → FedAvg mean (plain) or DP-SGD step (ddp).
 
-Keys: each site's Ed25519 identity key is generated at provisioning (here: when the protection
-is built, standing in for ``privehr provision``) and handed only to that site's plugins; every
-site checks advertised keys against the roster of public keys it holds locally.
+Keys: each site's Ed25519 identity key comes from ``Identities``: generated for every site in
+the simulator (standing in for ``privehr provision``), the site's own provisioned key in a
+deployment, none at the coordinator. Only that site's plugins get it; every site checks
+advertised keys against the roster of public keys it holds locally.
 """
 
 from __future__ import annotations
@@ -16,15 +17,16 @@ import secrets
 from typing import Any
 
 import numpy as np
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privehr.federation import protocol as P
 from privehr.federation.config import ConfigEntry, StudyConfig
 from privehr.federation.coordinator import RoundAborted
 from privehr.federation.handlers import HandlerError
+from privehr.federation.identities import Identities
 from privehr.federation.modes import (
     PlainProtection,
     _PrivateBase,
+    check_privacy_params,
     params_digest,
     per_patient_mean_mask,
 )
@@ -49,7 +51,7 @@ from privehr.secure.secagg.constants import STAGE_ADVERTISE, STAGE_MASKED
 class _SiteSecAggState:
     """A site's private SecAgg state: identity key, local roster, this round's state machine."""
 
-    def __init__(self, name: str, key: Ed25519PrivateKey, roster: dict[str, bytes]):
+    def __init__(self, name: str, key: Any, roster: dict[str, bytes]):
         self.name, self.key, self.roster = name, key, roster
         self.machine: SecAggSite | None = None
         self.digest = b""
@@ -79,19 +81,30 @@ class _SiteSecAggState:
 class _SecAggBase(PlainProtection):
     """Provisioning, the per-round SecAgg config, and the coordinator-side stage loop."""
 
-    def __init__(self, cfg: StudyConfig, prep: Any):
+    def __init__(self, cfg: StudyConfig, prep: Any, identities: Identities | None = None):
         PlainProtection.__init__(self, cfg, prep)
         self.site_names = [s.name for s in prep.sites]
         n = len(self.site_names)
         if n < 3:
             raise RoundAborted(f"secure aggregation needs at least 3 sites, the study has {n}")
-        self.keys = {s: Ed25519PrivateKey.generate() for s in self.site_names}
-        self.roster = {s: k.public_key().public_bytes_raw() for s, k in self.keys.items()}
+        self.identities = identities or Identities.simulated(self.site_names)
+        if sorted(self.identities.roster) != sorted(self.site_names):
+            raise RoundAborted("the roster of identity keys does not list exactly the study's sites")
         self.degree = cfg.privacy.secagg_degree
         k = (n - 1) if self.degree is None else self.degree
         self.threshold = (k + 1) // 2 + 1
-        self.states = {s: _SiteSecAggState(s, self.keys[s], dict(self.roster)) for s in self.site_names}
+        self.states: dict[str, _SiteSecAggState] = {}
         self.last: dict[str, Any] = {}
+
+    def site_state(self, site: str) -> _SiteSecAggState:
+        """The site's SecAgg state, built only where this process holds that site's key."""
+        if site not in self.states:
+            self.states[site] = _SiteSecAggState(site, self.identities.key(site), dict(self.identities.roster))
+        return self.states[site]
+
+    def check_secagg_params(self, sa: dict[str, Any]) -> None:
+        """The site's own view of the round's SecAgg parameters (a coordinator cannot lower t)."""
+        check_privacy_params(sa, {"n_sites": len(self.site_names), "threshold": self.threshold})
 
     def secagg_config(self, round_: int, dim: int, bits: int, study_id: str) -> dict[str, Any]:
         return {"n_sites": len(self.site_names), "threshold": self.threshold, "dim": dim, "degree": self.degree,
@@ -122,8 +135,8 @@ class SecAggProtection(_SecAggBase):
 
     request_kind = P.TRAIN
 
-    def __init__(self, cfg: StudyConfig, prep: Any, entry: ConfigEntry):
-        super().__init__(cfg, prep)
+    def __init__(self, cfg: StudyConfig, prep: Any, entry: ConfigEntry, identities: Identities | None = None):
+        super().__init__(cfg, prep, identities)
         self.entry = entry
         self.clip = cfg.privacy.update_clip
         self.bits = cfg.privacy.secagg_bits
@@ -136,10 +149,11 @@ class SecAggProtection(_SecAggBase):
         return FixedPointCodec(self.clip, self.max_weight, len(self.site_names), self.bits)
 
     def site_plugins(self, site) -> dict[str, Any]:
-        state = self.states[site.name]
+        state = self.site_state(site.name)
         codec = self.codec()
 
         def encode(handlers, msg):
+            self.check_secagg_params(msg.payload["config"]["secagg"])
             delta, _ = handlers._local_delta(msg)
             norm = float(np.linalg.norm(delta))
             clipped = delta * min(1.0, self.clip / norm) if norm > 0 else delta  # the explicit clip stage
@@ -171,8 +185,10 @@ class DdpProtection(_PrivateBase, _SecAggBase):
 
     request_kind = P.TRAIN
 
-    def __init__(self, cfg: StudyConfig, prep: Any, entry: ConfigEntry, noise: NoiseSource):
-        _PrivateBase.__init__(self, cfg, prep, entry, noise)  # MRO runs _SecAggBase.__init__ too
+    def __init__(self, cfg: StudyConfig, prep: Any, entry: ConfigEntry, noise: NoiseSource,
+                 identities: Identities | None = None):
+        _PrivateBase.__init__(self, cfg, prep, entry, noise)
+        _SecAggBase.__init__(self, cfg, prep, identities)
         from privehr.privacy.calibration import calibrate_noise_multiplier
 
         pv = cfg.privacy
@@ -195,9 +211,13 @@ class DdpProtection(_PrivateBase, _SecAggBase):
         super().on_counts(counts)
         self.n_total = max(sum(counts.values()), 1.0)
 
-    def _lattice(self, dim: int) -> tuple[float, float, int]:
+    def site_lattice(self, dim: int) -> tuple[float, float]:
+        """(L2 sensitivity, this site's noise std) in lattice units: all from the study file."""
         sens = post_rounding_sensitivity(self.clip, self.gamma, dim, math.exp(-0.5))
-        site_std = site_noise_stddev(self.sigma, sens, self.t_min)
+        return sens, site_noise_stddev(self.sigma, sens, self.t_min)
+
+    def _lattice(self, dim: int) -> tuple[float, float, int]:
+        sens, site_std = self.site_lattice(dim)
         # Signal: at most (patients sampled in a round) · sens per coordinate; allow 4× the
         # expected sample plus noise tails. Wrap-around stays modular (counted, never aborted).
         expected = self.q * self.n_total
@@ -210,8 +230,8 @@ class DdpProtection(_PrivateBase, _SecAggBase):
 
     def site_plugins(self, site) -> dict[str, Any]:
         plugins = _PrivateBase.site_plugins(self, site)
-        state = self.states[site.name]
-        noise = self.noise
+        state = self.site_state(site.name)
+        noise = self.site_noise(site.name)
 
         def encode(handlers, msg):
             from privehr.privacy.discrete import sample_discrete_gaussian
@@ -221,6 +241,11 @@ class DdpProtection(_PrivateBase, _SecAggBase):
             cfg = msg.payload["config"]
             sa = cfg["secagg"]
             dim = int(sa["dim"])
+            # The site's own calibration, from its approved copy of the study, before anything else.
+            self.check_secagg_params(sa)
+            own_sens, own_std = self.site_lattice(dim)
+            check_privacy_params(cfg, {"q": self.q, "clip": self.clip, "gamma": self.gamma,
+                                       "sensitivity": own_sens, "site_std": own_std})
             sens, site_std = float(cfg["sensitivity"]), float(cfg["site_std"])
             planned = DistributedDiscreteGaussianEvent(
                 sigma_lattice=site_std, l2_sensitivity_lattice=sens, sampling_prob=float(cfg["q"]), steps=1,
@@ -234,7 +259,7 @@ class DdpProtection(_PrivateBase, _SecAggBase):
             chosen = np.flatnonzero(rng.random(padded.Xp.shape[0]) < float(cfg["q"]))  # Poisson sampling
             total = np.zeros(dim, dtype=np.int64)
             if chosen.size:
-                method = "logreg" if self.cfg.study.model == "logreg" else "opacus"
+                method = {"logreg": "logreg", "mlp": "mlp"}.get(self.cfg.study.model, "opacus")
                 g = per_patient_grads(model, padded.Xp[chosen], per_patient_mean_mask(padded.mask[chosen]),
                                       padded.y[chosen], method=method).double().numpy()
                 norms = np.linalg.norm(g, axis=1, keepdims=True)

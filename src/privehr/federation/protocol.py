@@ -41,6 +41,7 @@ class ErrorCode(IntEnum):
     STUDY_NOT_APPROVED = 5
     PROTOCOL_ABORT = 6  # e.g. SecAgg misbehaviour detected
     INTERNAL = 7
+    PRIVACY_PARAMS_MISMATCH = 8  # a round's DP/SecAgg parameters differ from the site's approved ones
 
 
 class SchemaError(ValueError):

@@ -76,7 +76,8 @@ class SiteNode:
             return self._error(msg, P.ErrorCode.INVALID_UPDATE)
         except Exception as exc:  # noqa: BLE001 - mapped to fixed codes, logged locally only
             code = getattr(exc, "error_code", P.ErrorCode.INTERNAL)
-            log.warning("site %s: request %s failed with %s", self.name, msg.kind, type(exc).__name__)
+            why = code.name if hasattr(exc, "error_code") else type(exc).__name__
+            log.warning("site %s: request %s refused/failed: %s", self.name, msg.kind, why)
             return self._error(msg, code)
         reply = Message(P.REPLY, msg.study, msg.round, self.name, msg.sender, payload)
         try:

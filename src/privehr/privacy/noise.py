@@ -25,6 +25,7 @@ continuous one to far below display precision; CKS20 show equal concentrated-DP 
 
 from __future__ import annotations
 
+import hashlib
 import math
 import secrets
 
@@ -43,8 +44,9 @@ class NoiseSource:
     with a test source must be reported as non-private; :attr:`is_private` tells which.
     """
 
-    def __init__(self, *, _seed: int | None = None, _private: bool = True) -> None:
+    def __init__(self, *, _seed: int | list[int] | None = None, _private: bool = True) -> None:
         self._private = _private
+        self._seed = _seed
         self._seq = None if _seed is None else np.random.SeedSequence(_seed)
 
     @classmethod
@@ -60,6 +62,19 @@ class NoiseSource:
     @property
     def is_private(self) -> bool:
         return self._private
+
+    def for_site(self, site: str) -> NoiseSource:
+        """This site's own source: a fresh secure one, or a test stream keyed by the site's name.
+
+        Why per site: in a deployment every site draws its noise in its own process, so a
+        seeded simulator that shared one stream across sites (in handling order) could never
+        be compared with a deployed run. Keying the test stream by name makes both identical.
+        """
+        if self._seed is None:
+            return NoiseSource.secure()
+        root = [self._seed] if isinstance(self._seed, int) else list(self._seed)
+        tag = int.from_bytes(hashlib.sha256(site.encode("utf-8")).digest()[:8], "big")
+        return NoiseSource(_seed=[*root, tag], _private=False)
 
     def generator(self) -> np.random.Generator:
         """A new generator for one release (never reused across releases)."""
