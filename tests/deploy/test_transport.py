@@ -133,3 +133,27 @@ def test_audit_records_sizes_and_macs_not_content(tmp_path):
     msgs = [e for e in read_entries(tmp_path / "c.jsonl") if e["event"] == "message"]
     assert [(m["direction"], m["size"]) for m in msgs] == [("out", 17), ("in", 20)]
     assert grid.pushed[0].content[R.RECORD][R.HEAD]  # our signed head travels with the request
+
+
+def test_failed_run_still_closes_the_coordinator_audit_log(tmp_path, stores):
+    """No site connects: the run fails, and the coordinator's chain ends on a signed head."""
+    import pytest
+    from deploykit import make_deployment
+
+    from privehr.deploy.audit_log import read_entries, verify_log
+    from privehr.deploy.flower_app import run_server
+    from privehr.deploy.provision import Roster
+
+    class NoNodes:
+        def get_nodes(self):
+            return []
+
+    dep = make_deployment(tmp_path, stores, ["hosp-a", "hosp-b", "hosp-c"])
+    coord = dep["prov"].coordinator
+    with pytest.raises(RuntimeError, match="connected within"):
+        run_server(NoNodes(), study=dep["study"], config="fedavg", credentials=coord, out=tmp_path / "out",
+                   min_sites=3, wait_s=0.0)
+    entries = read_entries(coord / "audit.jsonl")
+    assert entries[-2]["event"] == "close" and entries[-2]["outcome"] == "failed"
+    rep = verify_log(coord / "audit.jsonl", key=Roster.load(coord / "roster.json").audit_key("coordinator"))
+    assert rep.ok, rep.findings

@@ -75,3 +75,24 @@ def test_bytes_are_counted_per_site_per_round():
         d = sites[0].data.X_train.shape[1] + 1
         assert all(b["up"] >= 4 * d and b["down"] >= 4 * d for b in r["bytes"].values())
     assert np.isfinite(res.params).all()
+
+
+def test_hello_refused_everywhere_names_each_sites_code():
+    """Sites that all refuse the set-up: the error says who refused with which fixed code."""
+    import pytest
+
+    from privehr.federation.coordinator import RoundAborted
+    from privehr.federation.handlers import HandlerError
+
+    nodes = {}
+    for s in synthetic_sites(k=3):
+        h = SiteHandlers(s.data, model_kind="logreg", hidden=8, seed=0, n_boot=0)
+
+        def refuse(msg):
+            raise HandlerError(P.ErrorCode.STUDY_NOT_APPROVED)
+
+        h._hello = refuse
+        nodes[s.name] = SiteNode(s.name, h, lambda m, r: None)
+    coord = Coordinator(InProcessTransport(nodes, DropoutPlan()), list(nodes), "t")
+    with pytest.raises(RoundAborted, match="refused by site0: STUDY_NOT_APPROVED, site1: STUDY_NOT_APPROVED"):
+        coord.hello()

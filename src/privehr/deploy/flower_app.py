@@ -91,15 +91,21 @@ def run_server(grid: Grid, *, study: Path, config: str, credentials: Path, out: 
     # One continuous log per party (sites record its signed heads across runs), next to its keys.
     audit = AuditLog(credentials / "audit.jsonl", "coordinator", AuditKeys.load(credentials / "audit.key"))
     audit.append("open", study=h, config=config)
-    nodes = discover_sites(grid, roster.names, min_sites=min_sites, wait_s=wait_s)
-    for site, nid in sorted(nodes.items()):
-        audit.append("connect", peer=site, node=nid, study=h)
-    transport = FlowerTransport(grid, nodes, study_hash=h, config=config, audit=audit,
-                                site_audit_keys={s: roster.audit_key(s) for s in roster.names})
-    study_id = f"{cfg.study.name}-{h[:12]}"
-    t0 = time.perf_counter()
-    res = drive_study(cfg, entry, transport, roster.identity_keys(), study_id)
-    audit.append("close")
+    try:
+        nodes = discover_sites(grid, roster.names, min_sites=min_sites, wait_s=wait_s)
+        for site, nid in sorted(nodes.items()):
+            audit.append("connect", peer=site, node=nid, study=h)
+        transport = FlowerTransport(grid, nodes, study_hash=h, config=config, audit=audit,
+                                    site_audit_keys={s: roster.audit_key(s) for s in roster.names})
+        study_id = f"{cfg.study.name}-{h[:12]}"
+        t0 = time.perf_counter()
+        res = drive_study(cfg, entry, transport, roster.identity_keys(), study_id)
+    except Exception as exc:
+        # A failed run still ends its chain on a signed head, so the log verifies and says why.
+        audit.append("close", outcome="failed", error=type(exc).__name__)
+        audit.signed_head()
+        raise
+    audit.append("close", outcome="completed")
     audit.signed_head()
     np.save(out / "model.npy", res.params)
     summary = {"audit_log": str(audit.path), "study_id": study_id, "config_hash": h, "config": config, "sites": sorted(nodes),

@@ -111,8 +111,12 @@ class Coordinator:
         replies = self.broadcast(P.HELLO, {"protocol": P.PROTOCOL_VERSION}, 0)
         dims = {r["n_features"] for r in replies.values()}
         if not dims:
-            raise RoundAborted(f"no site answered the set-up (hello) within {self.deadlines.of(P.HELLO):.0f} s; "
-                               "check the sites' logs (study approved? store readable?)")
+            last = self.stage_logs[-1]
+            refused = ", ".join(f"{s}: {_code_name(c)}" for s, c in sorted(last.errors.items()))
+            silent = f"; no answer within {self.deadlines.of(P.HELLO):.0f} s from {last.dropped}" if last.dropped else ""
+            raise RoundAborted(f"no site accepted the set-up (hello): refused by {refused or 'none'}{silent}. "
+                               "STUDY_NOT_APPROVED: the site has not approved this exact study file "
+                               "(privehr site approve); see each site's audit log")
         if len(dims) != 1:
             raise RoundAborted(f"sites disagree on the feature count: {sorted(dims)} (same FeatureSpec everywhere?)")
         return dims.pop()
@@ -168,3 +172,10 @@ def weighted_mean_delta(coord: Coordinator, round_: int, replies: dict[str, dict
         raise RoundAborted(f"round {round_}: no site returned an update")
     total = sum(r["weight"] for r in replies.values())
     return sum(np.asarray(r["delta"], np.float64) * r["weight"] for r in replies.values()) / total
+
+
+def _code_name(code: int) -> str:
+    try:
+        return P.ErrorCode(code).name
+    except ValueError:
+        return str(code)
