@@ -51,6 +51,11 @@ name = "fedavg_secagg_ddp"
 method = "fedavg"
 protection = "ddp"
 epsilon = 8.0
+
+[[configs]]
+name = "fedavg_he"
+method = "fedavg"
+protection = "he"
 """
 
 SITE_NAMES = ["hosp-a", "hosp-b", "hosp-c", "hosp-d"]

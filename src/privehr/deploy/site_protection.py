@@ -7,10 +7,8 @@ private key, and uses only the coordinator half. Because the site recomputes eve
 parameter itself (σ, clip, q, lattice sensitivity and noise share, SecAgg threshold) and refuses
 a round whose parameters differ (``PRIVACY_PARAMS_MISMATCH``), a coordinator cannot talk it into
 less noise. Noise is the site's own (OS entropy; the seeded test stream keyed by the site's name).
-
-``he`` is not deployable: its key ceremony runs at a key-holder site and the public context must
-reach every site (pinned by hash) before the first round — a set-up exchange this deployment
-does not carry yet.
+For ``he`` the key holder's secret context is created in, and never leaves, its site process;
+other sites pin the public context only if the key holder's identity key signed it.
 """
 
 from __future__ import annotations
@@ -24,7 +22,7 @@ from privehr.federation.config import ConfigEntry, StudyConfig
 from privehr.federation.identities import Identities
 from privehr.federation.study import PreparedSite
 
-SUPPORTED = frozenset({"none", "secagg", "dp_local", "ddp"})
+SUPPORTED = frozenset({"none", "secagg", "dp_local", "ddp", "he"})
 
 
 class UnsupportedInDeployment(ValueError):

@@ -51,13 +51,16 @@ def drive(cfg: StudyConfig, entry: ConfigEntry, transport: Transport, sites: lis
     """Run one configuration's protocol over ``transport``; the model never leaves this function
     except as the final parameters (and what the sites' gates chose to release)."""
     fed = cfg.federation
-    deadlines = Deadlines(default=fed.deadline_s, per_stage={P.HELLO: max(fed.setup_deadline_s, fed.deadline_s)})
+    setup_s = max(fed.setup_deadline_s, fed.deadline_s)
+    deadlines = Deadlines(default=fed.deadline_s, per_stage=dict.fromkeys(P.SETUP_KINDS, setup_s))
     coord = Coordinator(transport, list(sites), study_id, deadlines)
     start_round = getattr(transport, "start_round", None)
     d_in = coord.hello()
     standardizer, counts = coord.standardizer(dp=protection.private, std_floor=protection.std_floor())
     standardizer = protection.public_standardizer() or standardizer
     protection.on_counts(counts)
+    if hasattr(protection, "setup"):  # e.g. the HE key ceremony, by messages like everything else
+        protection.setup(coord)
     model = make_model(cfg.study.model, d_in, hidden=cfg.study.hidden, seed=cfg.study.seed)
     params = get_flat(model).astype(np.float64)
     opt = server_optimizer(entry)

@@ -78,6 +78,8 @@ class SiteHandlers:
             P.SECAGG: self._secagg,
             P.HE_TRAIN: self._he_train,
             P.HE_DECRYPT: self._he_decrypt,
+            P.HE_CEREMONY: self._he_setup,
+            P.HE_CONTEXT: self._he_setup,
         }.get(msg.kind)
         if handler is None:
             raise HandlerError(P.ErrorCode.UNKNOWN_KIND)
@@ -155,6 +157,13 @@ class SiteHandlers:
         update = self.plugins["he_encrypt"](delta.astype(np.float64), float(self.data.n_train),
                                             f"{msg.study}/{msg.round}")
         return {"update": update}, Release("model_update"), {}
+
+    def _he_setup(self, msg):
+        # Key material only (public context, signed record, a pin): no patient data leaves.
+        step = self.plugins.get("he_ceremony" if msg.kind == P.HE_CEREMONY else "he_context")
+        if step is None:
+            raise HandlerError(P.ErrorCode.UNKNOWN_KIND)
+        return step(self, msg), Release.free(msg.kind), {}
 
     def _he_decrypt(self, msg):
         # Only the key holder answers; it verifies proofs and rounds before release.

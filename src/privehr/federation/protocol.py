@@ -24,11 +24,14 @@ EVALUATE = "evaluate"
 SECAGG = "secagg"  # payload carries the SecAgg stage name; one kind keeps routing simple
 HE_TRAIN = "he.train"
 HE_DECRYPT = "he.decrypt"  # to the key holder only
+HE_CEREMONY = "he.ceremony"  # to the key holder only: run the key ceremony, return the signed public part
+HE_CONTEXT = "he.context"  # to every site: pin the key holder's signed ceremony record
+SETUP_KINDS = frozenset({HELLO, HE_CEREMONY, HE_CONTEXT})  # first contact: a longer deadline
 # site -> coordinator
 REPLY = "reply"
 ERROR = "error"
 
-REQUEST_KINDS = frozenset({HELLO, STATS, TRAIN, EVALUATE, SECAGG, HE_TRAIN, HE_DECRYPT})
+REQUEST_KINDS = frozenset({HELLO, STATS, TRAIN, EVALUATE, SECAGG, HE_TRAIN, HE_DECRYPT, HE_CEREMONY, HE_CONTEXT})
 
 
 class ErrorCode(IntEnum):
@@ -57,6 +60,8 @@ _REQUEST_SCHEMAS: dict[str, dict[str, Any]] = {
     SECAGG: {"stage": str, "body": dict},
     HE_TRAIN: {"params": np.ndarray, "config": dict},
     HE_DECRYPT: {"aggregate": dict},
+    HE_CEREMONY: {},
+    HE_CONTEXT: {"context": bytes, "record": bytes, "signature": bytes},
 }
 
 
