@@ -68,3 +68,17 @@ def test_revoke(study, tmp_path):
 def test_summary_lists_configs(study):
     s = study_summary(load_config(study))
     assert s["configs"] == [{"name": "fedavg", "method": "fedavg", "protection": "none", "epsilon": None}]
+
+
+def test_dp_study_without_agreed_delta_is_refused_at_approval(tmp_path):
+    from typer.testing import CliRunner
+
+    from privehr.deploy.cli import deploy_app
+
+    p = tmp_path / "dp.toml"
+    p.write_text(STUDY + '[[configs]]\nname = "dp"\nmethod = "fedavg"\nprotection = "ddp"\nepsilon = 3.0\n')
+    res = CliRunner().invoke(deploy_app, ["site", "approve", str(p), "--credentials", str(tmp_path / "site")])
+    assert res.exit_code == 2 and "privacy.delta" in res.output and "'dp'" in res.output
+    assert not ApprovalList(tmp_path / "site").approved()
+    p.write_text(p.read_text().replace("budget_epsilon = 4.0", "budget_epsilon = 4.0\ndelta = 1e-6"))
+    assert approve_file(p, tmp_path / "site").summary["configs"][1]["protection"] == "ddp"

@@ -72,6 +72,9 @@ class ApprovalList:
         return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
 
     def approve(self, cfg: StudyConfig) -> Approval:
+        from privehr.deploy.site_protection import check_deployable
+
+        check_deployable(cfg)  # refuse at approval, not at the first round
         h = cfg.config_hash()
         self.folder.mkdir(parents=True, exist_ok=True)
         (self.folder / f"{h}.json").write_text(json.dumps(cfg.model_dump(mode="json"), sort_keys=True),

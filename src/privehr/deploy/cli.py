@@ -152,8 +152,12 @@ def site_approve(
 ) -> None:
     """Pin a study's configuration hash; the site will answer only approved studies."""
     from privehr.deploy.approve import approve_file
+    from privehr.deploy.site_protection import UnsupportedInDeployment
 
-    a = approve_file(study, credentials)
+    try:
+        a = approve_file(study, credentials)
+    except UnsupportedInDeployment as exc:
+        raise _fail(f"{study}: not approved: {exc}") from None
     console.print_json(json.dumps(a.summary))
     console.print(f"approved study {a.name!r}, hash {a.config_hash}")
 

@@ -22,22 +22,27 @@ from privehr.federation.config import ConfigEntry, StudyConfig
 from privehr.federation.identities import Identities
 from privehr.federation.study import PreparedSite
 
-SUPPORTED = frozenset({"none", "secagg", "dp_local", "ddp", "he"})
-
 
 class UnsupportedInDeployment(ValueError):
-    """A protection or study file this deployment cannot run as written."""
+    """A study file a deployment cannot run as written (refused at approval and at start)."""
+
+
+def check_deployable(cfg: StudyConfig) -> None:
+    """Every DP configuration a site approves must be calibratable without other sites' sizes.
+
+    (Baseline methods may stay in a shared study file: a deployment simply never runs them.)"""
+    problems = []
+    for entry in cfg.configs:
+        if entry.protection in ("dp_local", "ddp") and cfg.privacy.delta is None:
+            problems.append(f"config {entry.name!r}: a deployed DP study needs privacy.delta set in the study file "
+                            "(every site and the coordinator calibrate with the same δ; e.g. delta = 1e-6 ≤ "
+                            "1/(10 n) for the smallest site)")
+    if problems:
+        raise UnsupportedInDeployment("; ".join(problems))
 
 
 def _check(entry: ConfigEntry, cfg: StudyConfig) -> None:
-    if entry.protection not in SUPPORTED:
-        raise UnsupportedInDeployment(
-            f"protection {entry.protection!r} of config {entry.name!r} is not deployable yet; "
-            f"use one of {sorted(SUPPORTED)}")
-    if entry.protection in ("dp_local", "ddp") and cfg.privacy.delta is None:
-        raise UnsupportedInDeployment(
-            f"config {entry.name!r}: a deployed DP study needs privacy.delta set in the study file (every site "
-            "and the coordinator calibrate with the same δ; e.g. delta = 1e-6 ≤ 1/(10 n) for the smallest site)")
+    check_deployable(cfg.model_copy(update={"configs": [entry]}))
 
 
 def _roster_prep(names: list[str]) -> SimpleNamespace:
