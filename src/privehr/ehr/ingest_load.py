@@ -111,13 +111,23 @@ def _register_map(con, name: str, df: pd.DataFrame) -> None:
     con.unregister(f"_df_{name}")
 
 
-def _id_map(con, name: str, pz: Pseudonymizer, source: str, raws: list[str]) -> None:
-    """TEMP table ``name(raw, pseudo)``, filled in chunks to bound Python memory."""
+def _id_map(con, name: str, pz: Pseudonymizer, source: str, raws: list[str],
+            *, trim: bool = False) -> None:  # fmt: skip
+    """TEMP table ``name(raw, pseudo)``, filled in chunks to bound Python memory.
+
+    ``trim``: ``raws`` are values as written, keyed as such, pseudonymised without their
+    surrounding spaces (values that are only spaces are left out). Joining on the column
+    itself costs less than on ``trim(column)``, which copies every string (measured 0.26
+    CPU s per join on 700k encounters, with a 40-row map).
+    """
+    if trim:
+        raws = [r for r in raws if r.strip(" ")]
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} (raw VARCHAR, pseudo VARCHAR)")
     for i in range(0, len(raws), _CHUNK):
         chunk = raws[i : i + _CHUNK]
+        keyed = [r.strip(" ") for r in chunk] if trim else chunk
         df = pd.DataFrame({"raw": pd.Series(chunk, dtype=object),
-                           "pseudo": pd.Series(pz.pseudonyms(source, chunk), dtype=object)})  # fmt: skip
+                           "pseudo": pd.Series(pz.pseudonyms(source, keyed), dtype=object)})  # fmt: skip
         con.register("_df_idmap", df)
         con.execute(f"INSERT INTO {name} SELECT raw, pseudo FROM _df_idmap")  # noqa: S608 (identifiers from allowlists, values bound)
         con.unregister("_df_idmap")
@@ -146,8 +156,14 @@ def _check(con, table: str, select_extra: str, joins: str, dup_key: str | None, 
     """
     dup = ""
     if dup_key:
-        joins += (f" LEFT JOIN (SELECT {dup_key} AS k, min((_file, _line)) AS first "  # noqa: S608 (identifiers from allowlists, values bound)
-                  f"FROM stg_{table} GROUP BY ALL HAVING count(*) > 1) d ON d.k = {dup_key}")  # fmt: skip
+        # ids seen twice, found first by their 64-bit hash (an integer GROUP BY; the exact
+        # string GROUP BY then only sees the few candidates): 0.2 against 0.6 CPU s per
+        # 700k encounters
+        joins += f""" LEFT JOIN (
+            SELECT {dup_key} AS k, min((_file, _line)) AS first FROM stg_{table}
+            WHERE hash({dup_key}) IN (SELECT h FROM (SELECT hash({dup_key}) AS h FROM stg_{table})
+                                      GROUP BY h HAVING count(*) > 1)
+            GROUP BY ALL HAVING count(*) > 1) d ON d.k = {dup_key}"""  # noqa: S608 (identifiers from allowlists, values bound)
         dup = ", CASE WHEN d.k IS NOT NULL AND (s._file, s._line) <> d.first THEN 2 ELSE 1 END AS _dup"
     kind = "TABLE" if materialize else "VIEW"
     con.execute(
@@ -224,26 +240,26 @@ def load(
                                 materialize=True)  # fmt: skip
     _id_map(con, "emap", pz, source,
             _distinct(con, "SELECT Id FROM chk_encounters WHERE NOT _bad"))  # fmt: skip
-    orgs = "SELECT DISTINCT trim(ORGANIZATION) FROM chk_encounters WHERE NOT _bad"
+    orgs = "SELECT DISTINCT ORGANIZATION FROM chk_encounters WHERE NOT _bad"
     if "organizations" in present:
         staged.ensure("organizations")
-        orgs += " UNION SELECT DISTINCT trim(Id) FROM stg_organizations"
-    _id_map(con, "omap", pz, source, [o for o in _distinct(con, orgs) if o])
-    provs = "SELECT DISTINCT trim(PROVIDER) FROM chk_encounters WHERE NOT _bad"
-    _id_map(con, "prmap", pz, source, [o for o in _distinct(con, provs) if o])
+        orgs += " UNION SELECT DISTINCT Id FROM stg_organizations"
+    _id_map(con, "omap", pz, source, [o for o in _distinct(con, orgs) if o], trim=True)
+    provs = "SELECT DISTINCT PROVIDER FROM chk_encounters WHERE NOT _bad"
+    _id_map(con, "prmap", pz, source, [o for o in _distinct(con, provs) if o], trim=True)
     con.execute(
         f"""INSERT INTO encounters SELECT {insert_sql('encounters', shift)} FROM (
             SELECT c.*, e.pseudo AS _eid, o.pseudo AS _org, pr.pseudo AS _prov
             FROM chk_encounters c JOIN emap e ON e.raw = c.Id
-            LEFT JOIN omap o ON o.raw = trim(c.ORGANIZATION)
-            LEFT JOIN prmap pr ON pr.raw = trim(c.PROVIDER)
+            LEFT JOIN omap o ON o.raw = c.ORGANIZATION
+            LEFT JOIN prmap pr ON pr.raw = c.PROVIDER
             WHERE NOT c._bad)"""  # noqa: S608 (identifiers from allowlists, values bound)
     )
     done("encounters")
 
     if "organizations" in present:
         read["organizations"] = _check(con, "organizations", ", o.pseudo AS _org",
-                                       "LEFT JOIN omap o ON o.raw = trim(s.Id)", "trim(Id)",
+                                       "LEFT JOIN omap o ON o.raw = s.Id", "trim(Id)",
                                        materialize=True)  # fmt: skip
         con.execute(
             f"""INSERT INTO organizations SELECT _org, ?, {text('NAME')}, {text('CITY')},

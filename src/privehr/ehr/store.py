@@ -194,6 +194,10 @@ def ingest(
     try:
         if memory_limit is not None:
             con.execute("SET memory_limit = ?", [memory_limit])
+        # DuckDB would turn a column read only through try_cast into a typed CSV column, and
+        # a value that does not convert would then vanish into the reader's rejects instead
+        # of being rejected with its field and reason.
+        con.execute("SET disabled_optimizers = 'type_pushdown'")
         _drop_staging(con)
         staged = stage_csv(con, src) if kind == "csv" else stage_fhir(con, src)
         con.begin()
