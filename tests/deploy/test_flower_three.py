@@ -50,6 +50,18 @@ def test_three_sites_secagg_dp_over_flower_equals_simulator(three, tmp_path):
         assert connects and "not executed" in connects[0]["text"]
 
 
+def test_three_sites_he_over_flower_equals_simulator(three, tmp_path):
+    """CKKS: the key ceremony at the key-holder site's own process, signed context pinned by all."""
+    out = tmp_path / "run"
+    res = three.run("fedavg_he", out=out, min_sites=3)
+    assert res["status"] == "finished:completed", res["details"] + res["log"][-3000:]
+    summary = json.loads((out / "result.json").read_text())
+    assert summary["dropouts"] == [] and [r["he_sites"] for r in summary["rounds"]] == [THREE, THREE]
+    sim = simulate(three.dep, THREE, "fedavg_he")
+    np.testing.assert_allclose(np.load(out / "model.npy"), sim.params, rtol=0, atol=1e-5)
+    verify_all(three, THREE)
+
+
 def test_modified_bundle_and_unapproved_study_cannot_read_store(three, tmp_path):
     """A coordinator ships its own ClientApp code and asks for an unapproved study."""
     marker = tmp_path / "fab-code-ran"
