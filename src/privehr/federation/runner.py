@@ -94,14 +94,6 @@ class LedgerBook:
                 for site, led in self.ledgers.items()}
 
 
-def _noise_source(cfg: StudyConfig):
-    """OS entropy, except the test-only seeded mode (which makes every DP release non-private)."""
-    from privehr.privacy.noise import NoiseSource
-
-    seed = cfg.privacy.seeded_noise_for_tests
-    return NoiseSource.secure() if seed is None else NoiseSource.seeded_for_tests(seed)
-
-
 def _finite(x: float | None) -> float | None:
     """JSON has no infinity: ``None`` means ε = ∞ (a non-private release happened)."""
     return None if x is None or math.isinf(x) else float(x)
@@ -133,7 +125,7 @@ def run_study(cfg: StudyConfig, run_dir: Path, base: Path, *, ui: Any = None,
 
             res = run_loso(cfg, prep.sites, entry, book=book, study_id=study_id)
         else:
-            protection = make_protection(entry, cfg, prep, _noise_source(cfg))
+            protection = make_protection(entry, cfg, prep)  # noise: OS entropy unless the test seed is set
             res = run_federated(cfg, prep.sites, entry, charge_for=book.charge_for, protection=protection,
                                 study_id=study_id, precheck_for=book.precheck_for)
             res.entry["privacy"] = book.config_privacy(entry.name)
