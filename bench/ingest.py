@@ -189,12 +189,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--no-pandas", action="store_true",
                     help="skip the pandas baseline for the load generator (its RAM grows fast)")
     ap.add_argument("--memory-limit", default="2GB", help="ingest(memory_limit=...) (DuckDB)")
-    ap.add_argument("--child", choices=("ingest", "pandas"), help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=("ingest", "pandas", "generate"), help=argparse.SUPPRESS)
     ap.add_argument("sources", nargs="*", help=argparse.SUPPRESS)
     a = ap.parse_args(argv)
     if a.child:
-        res = (_child_ingest(a.sources, a.workdir, a.memory_limit) if a.child == "ingest"
-               else _child_pandas(a.sources))  # fmt: skip
+        if a.child == "generate":
+            res = generate(DATA / "fhir-sample" / "csv", a.patients, Path(a.sources[0]))
+        elif a.child == "ingest":
+            res = _child_ingest(a.sources, a.workdir, a.memory_limit)
+        else:
+            res = _child_pandas(a.sources)
         print(json.dumps(res))
         return
     work = Path(a.workdir or tempfile.mkdtemp(prefix="privehr-bench-ingest-"))
@@ -212,7 +216,13 @@ def main(argv: list[str] | None = None) -> None:
             if (gen / "observations.csv").exists():  # reuse an earlier generator run
                 counts = {"patients": len((gen / "patients.csv").read_text().splitlines()) - 1}
             else:
-                counts = generate(DATA / "fhir-sample" / "csv", a.patients, gen)
+                # in a child too: Linux carries a process's peak RSS over into the children
+                # it starts, so a generator run in this process would inflate their peaks
+                cmd = [sys.executable, "-m", "bench.ingest", "--child", "generate",
+                       "--patients", str(a.patients), str(gen)]  # fmt: skip
+                out = subprocess.run(cmd, cwd=ROOT, check=True, capture_output=True, text=True,
+                                     env={**os.environ, "PYTHONPATH": str(ROOT / "src")})  # fmt: skip
+                counts = json.loads(out.stdout.strip().splitlines()[-1])
             print(f"LOAD GENERATOR: {counts} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
             ing = _run_child("ingest", [str(gen)], str(work), a.memory_limit)
             if a.no_pandas:

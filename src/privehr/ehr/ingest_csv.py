@@ -10,7 +10,9 @@ file, never at a version string, so an unseen version that follows the same rule
 - ``.csv`` or ``.csv.gz``, LF or CRLF, optional UTF-8 BOM.
 
 Only whitelisted columns are staged (``CANON``); identifying columns are parsed by DuckDB's
-CSV reader but never selected, so they do not reach any table. A line that cannot be split
+CSV reader but never selected, so they do not reach any table. Each table is read once, by
+DuckDB's parallel CSV reader, straight into its staged form (dates parsed, blank flags:
+``ingest_rules.staged_items``); the copy's row order gives the line numbers. A line that cannot be split
 into the header's columns is reported (file, physical line, reason), never copied.
 """
 
