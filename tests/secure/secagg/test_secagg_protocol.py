@@ -64,19 +64,28 @@ def _greedy_drop(rnd, stage, responders):
     graph = rnd.coordinator.neighbours
     owners_fixed = set(graph) if stage != c.STAGE_SHARE else None
     need = cfg.min_survivors if stage in (c.STAGE_SHARE, c.STAGE_MASKED) else cfg.threshold
-    alive, dropped = set(responders), []
-    for cand in sorted(responders):
-        trial = alive - {cand}
+    def feasible(trial):
         owners = owners_fixed if owners_fixed is not None else trial
         survivors_connected = stage not in (c.STAGE_SHARE, c.STAGE_MASKED) or is_connected(
             graph, trial
         )
-        if (
+        return (
             len(trial) >= need
             and survivors_connected
             and all(len(_holders(graph, o) & trial) >= cfg.threshold for o in owners)
-        ):
-            alive, dropped = trial, [*dropped, cand]
+        )
+
+    # Repeat until no single further drop is feasible: at the share stage a dropped site's own
+    # secret needs no holders any more, so feasibility is not monotone and one pass is not
+    # maximal (a candidate rejected early can become droppable later; seen as a flaky
+    # "one more" case that did not abort).
+    alive, dropped = set(responders), []
+    changed = True
+    while changed:
+        changed = False
+        for cand in sorted(alive):
+            if feasible(alive - {cand}):
+                alive, dropped, changed = alive - {cand}, [*dropped, cand], True
     return dropped
 
 
