@@ -54,3 +54,23 @@ def test_coordinator_run_reports_launch_errors_without_traceback(tmp_path, monke
 def test_coordinator_run_help_names_the_audit_log(tmp_path):
     res = runner.invoke(deploy_app, ["coordinator", "run", "--help"], env={"COLUMNS": "200"})
     assert "CREDENTIALS/audit.jsonl" in res.output
+
+
+def test_coordinator_start_wrong_credentials_or_busy_port_says_what_to_fix(tmp_path):
+    import socket
+
+    res = runner.invoke(deploy_app, ["coordinator", "start", "--credentials", str(tmp_path / "nope"),
+                                     "--state", str(tmp_path / "s")])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit)
+    assert "written by `privehr provision`" in " ".join(res.output.split())
+    prov = tmp_path / "prov"
+    assert runner.invoke(deploy_app, ["provision", "--sites", "a,b,c", "--out", str(prov)]).exit_code == 0
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        res = runner.invoke(deploy_app, ["coordinator", "start", "--credentials", str(prov / "coordinator"),
+                                         "--port", str(port), "--state", str(tmp_path / "s")])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit)
+    assert "already in use" in " ".join(res.output.split())
+    assert not (tmp_path / "s").exists()  # refused before anything was started or written

@@ -87,6 +87,17 @@ def rotate_cmd(
                   "(restart `privehr coordinator start`) after unregistering the old node.")
 
 
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
 @coordinator_app.command("start")
 def coordinator_start(
     credentials: Path = typer.Option(..., help="the coordinator/ folder from provision"),
@@ -98,6 +109,12 @@ def coordinator_start(
     from privehr.deploy import launch
     from privehr.deploy.provision import Roster
 
+    if not (credentials / "roster.json").exists():
+        raise _fail(f"credentials: {credentials} holds no roster.json; pass the coordinator/ folder "
+                    "written by `privehr provision`")
+    if not _port_free(host, port):
+        raise _fail(f"port: {host}:{port} is already in use (another SuperLink still running?); stop it or pass "
+                    "another --port (and give the sites that address)")
     roster = Roster.load(credentials / "roster.json")
     state.mkdir(parents=True, exist_ok=True)
     link = launch.start("superlink", launch.superlink_argv(credentials, host=host, port=port,
@@ -105,7 +122,10 @@ def coordinator_start(
                                                            insecure=roster.insecure),
                         state / "superlink.log", state / "flwr-home")
     try:
-        link.wait_for("Uvicorn running", 60)
+        try:
+            link.wait_for("Uvicorn running", 60)
+        except launch.LaunchError as exc:
+            raise _fail(f"the SuperLink did not start: {exc}", code=1) from None
         dial = f"127.0.0.1:{port}" if host in ("0.0.0.0", "::") else f"{host}:{port}"  # noqa: S104
         launch.write_connection(state / "flwr-home", "privehr", dial,
                                 None if roster.insecure else credentials / "ca.crt")
@@ -183,6 +203,7 @@ def site_start(
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("privehr").addHandler(handler)  # ours only: Flower logs on its own
     logging.getLogger("privehr").setLevel(logging.INFO)
+    logging.getLogger("privehr").propagate = False  # the main CLI's root handler would print each line twice
     handled = launch.run_site(
         credentials, store, runtime_port=runtime_port, state=state, superlink=superlink,
         on_connect=lambda name: console.print(f"site {name} connected; answering with the installed privehr",
