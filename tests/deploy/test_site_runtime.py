@@ -86,14 +86,17 @@ def test_deployed_dp_charges_dp_events_at_every_site(dep, config_name):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("config_name", ["fedavg_dp", "fedavg_secagg_ddp"])
+@pytest.mark.parametrize("config_name", ["fedavg_dp", "fedavg_secagg_ddp", "fedavg_secagg"])
 def test_lying_coordinator_cannot_lower_the_noise(dep, config_name):
-    """A coordinator that asks for a tenth of the noise gets fixed refusals and no update leaves."""
+    """A coordinator that asks for a tenth of the noise (or, for SecAgg, a lower threshold)
+    gets fixed refusals and no update leaves."""
     cfg = load_config(dep["study"])
     entry = next(c for c in cfg.configs if c.name == config_name)
     liar = coordinator_protection(entry, cfg, Roster.load(dep["prov"].coordinator / "roster.json").identity_keys())
     if config_name == "fedavg_dp":
         liar.sigma /= 10
+    elif config_name == "fedavg_secagg":
+        liar.threshold -= 1
     else:
         honest = liar.configure_round
 

@@ -17,6 +17,7 @@ import secrets
 from typing import Any
 
 import numpy as np
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from privehr.federation import protocol as P
 from privehr.federation.config import ConfigEntry, StudyConfig
@@ -51,7 +52,7 @@ from privehr.secure.secagg.constants import STAGE_ADVERTISE, STAGE_MASKED
 class _SiteSecAggState:
     """A site's private SecAgg state: identity key, local roster, this round's state machine."""
 
-    def __init__(self, name: str, key: Any, roster: dict[str, bytes]):
+    def __init__(self, name: str, key: Ed25519PrivateKey, roster: dict[str, bytes]):
         self.name, self.key, self.roster = name, key, roster
         self.machine: SecAggSite | None = None
         self.digest = b""
@@ -103,8 +104,11 @@ class _SecAggBase(PlainProtection):
         return self.states[site]
 
     def check_secagg_params(self, sa: dict[str, Any]) -> None:
-        """The site's own view of the round's SecAgg parameters (a coordinator cannot lower t)."""
+        """The site's own view of the round's SecAgg parameters (a coordinator cannot lower t or
+        thin out the graph of share holders)."""
         check_privacy_params(sa, {"n_sites": len(self.site_names), "threshold": self.threshold})
+        if sa.get("degree") != self.degree:
+            raise HandlerError(P.ErrorCode.PRIVACY_PARAMS_MISMATCH)
 
     def secagg_config(self, round_: int, dim: int, bits: int, study_id: str) -> dict[str, Any]:
         return {"n_sites": len(self.site_names), "threshold": self.threshold, "dim": dim, "degree": self.degree,
