@@ -120,3 +120,52 @@ def test_rotate_unknown_site_or_kind(tmp_path):
         rotate_site(tmp_path, "zz")
     with pytest.raises(ProvisionError, match="kinds"):
         rotate_site(tmp_path, "a", ("ca",))
+
+
+def test_site_made_keys_never_exist_at_the_coordinator(tmp_path):
+    """Sites generate their own keys; the coordinator builds the roster from public files and
+    the site folder it writes holds public files only. The merged folder runs the site."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from privehr.deploy.cli import deploy_app
+    from privehr.deploy.provision import Roster, load_identity_key
+
+    run = CliRunner().invoke
+    for s in ("hosp-a", "hosp-b"):
+        assert run(deploy_app, ["site", "keygen", "--site", s, "--out", str(tmp_path / s)]).exit_code == 0
+    public = [str(tmp_path / s / f"{s}.public.json") for s in ("hosp-a", "hosp-b")]
+    res = run(deploy_app, ["provision", "--sites", "hosp-a,hosp-b,hosp-c", "--out", str(tmp_path / "prov"),
+                           "--site-keys", public[0], "--site-keys", public[1]])
+    assert res.exit_code == 0, res.output
+    prov = tmp_path / "prov"
+    for s in ("hosp-a", "hosp-b"):
+        assert sorted(p.name for p in (prov / "sites" / s).iterdir()) == ["ca.crt", "roster.json", "site.json"]
+    assert (prov / "sites" / "hosp-c" / "identity.key").exists()  # a site without its own keys: as before
+    roster = Roster.load(prov / "coordinator" / "roster.json")
+    for s in ("hosp-a", "hosp-b"):
+        for f in ("ca.crt", "roster.json", "site.json"):
+            shutil.copy(prov / "sites" / s / f, tmp_path / s / f)
+        own = json.loads((tmp_path / s / f"{s}.public.json").read_text())
+        assert roster.sites[s]["supernode"] == own["supernode"] and roster.sites[s]["audit"] == own["audit"]
+        assert roster.identity_keys()[s] == load_identity_key(tmp_path / s).public_key().public_bytes_raw()
+        assert not check_private_modes(tmp_path / s)
+    from privehr.deploy.site_runtime import SiteRuntime
+
+    assert SiteRuntime(tmp_path / "hosp-a", tmp_path / "store.duckdb").name == "hosp-a"  # a usable --credentials
+    # and a keygen folder is never overwritten
+    again = run(deploy_app, ["site", "keygen", "--site", "hosp-a", "--out", str(tmp_path / "hosp-a")])
+    assert again.exit_code == 2 and "already holds keys" in " ".join(again.output.split())
+
+
+def test_bad_site_public_file_names_the_field(tmp_path):
+    from privehr.deploy.provision import ProvisionError
+    from privehr.deploy.site_keys import load_public_keys, site_keygen
+
+    path = site_keygen("hosp-a", tmp_path / "a")
+    doc = json.loads(path.read_text())
+    for field, value in (("identity", "00" * 31), ("supernode", "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAI" + "A" * 43)):
+        path.write_text(json.dumps({**doc, field: value}))
+        with pytest.raises(ProvisionError, match=f"'{field}'"):
+            load_public_keys(path, insecure=False)

@@ -44,11 +44,14 @@ def provision_cmd(
     superlink: str = typer.Option("127.0.0.1:9092", help="address sites dial: HOST:PORT"),
     host: list[str] = typer.Option([], help="extra DNS names / IPs for the SuperLink certificate"),
     insecure: bool = typer.Option(False, "--insecure", help="no TLS, no node authentication (rehearsal only)"),
+    site_keys: list[Path] = typer.Option([], help="a site's <site>.public.json from `privehr site keygen` "
+                                                  "(repeat per site): no private key is made for that site here"),
 ) -> None:
     """Create CA, SuperLink certificate, per-site keys and the roster."""
     import warnings
 
     from privehr.deploy.provision import INSECURE_WARNING, ProvisionError, provision
+    from privehr.deploy.site_keys import load_public_keys
 
     if (out / "coordinator" / "roster.json").exists():
         raise _fail(f"out: {out} already holds a provisioned deployment. Provisioning it again would replace "
@@ -60,13 +63,17 @@ def provision_cmd(
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
+            public = [load_public_keys(p, insecure=insecure) for p in site_keys]
             res = provision([s.strip() for s in sites.split(",") if s.strip()], out, superlink=superlink,
-                            hosts=host, insecure=insecure)
+                            hosts=host, insecure=insecure, site_keys={k["site"]: k for k in public})
     except ProvisionError as exc:
         raise _fail(str(exc)) from None
     console.print(f"coordinator files: {res.coordinator}")
+    own = {k["site"] for k in public}
     for name, d in res.sites.items():
-        console.print(f"site {name}: {d}  (copy this folder to the site; private keys are mode 0600)")
+        how = ("public files only: copy them into the site's own keygen folder" if name in own
+               else "copy this folder to the site; private keys are mode 0600")
+        console.print(f"site {name}: {d}  ({how})")
 
 
 @deploy_app.command("rotate")
@@ -163,6 +170,25 @@ def coordinator_run(
     console.print(f"run {res['run_id']}: {res['status']}")
     if res["status"] != "finished:completed":
         raise _fail(f"run did not complete: {res['details']} (log: {out / 'serverapp.log'})", code=1)
+
+
+@site_app.command("keygen")
+def site_keygen_cmd(
+    site: str = typer.Option(..., help="this site's name, as the coordinator will list it"),
+    out: Path = typer.Option(..., help="an empty folder: becomes this site's --credentials"),
+    insecure: bool = typer.Option(False, "--insecure", help="no SuperNode key (rehearsal only)"),
+) -> None:
+    """Make this site's private keys here; send only <site>.public.json to the coordinator."""
+    from privehr.deploy.provision import ProvisionError
+    from privehr.deploy.site_keys import site_keygen
+
+    try:
+        public = site_keygen(site, out, insecure=insecure)
+    except ProvisionError as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"private keys in {out} (mode 0600, never leave this machine); send {public} to the "
+                  "coordinator, then copy back ca.crt, roster.json and site.json from its sites/"
+                  f"{site}/ folder into {out}")
 
 
 @site_app.command("approve")

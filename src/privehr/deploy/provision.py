@@ -166,13 +166,19 @@ def make_audit_keys() -> tuple[bytes, bytes]:
 
 
 def provision(sites: list[str], out: Path, *, superlink: str = "127.0.0.1:9092",
-              hosts: list[str] | None = None, insecure: bool = False) -> ProvisionResult:
+              hosts: list[str] | None = None, insecure: bool = False,
+              site_keys: dict[str, dict[str, str]] | None = None) -> ProvisionResult:
     """Create CA, server certificate, per-site keys and the roster under ``out``.
 
     ``superlink`` is the address sites dial (host:port); its host is added to the certificate.
     ``insecure`` skips TLS material (and warns): node authentication needs TLS in Flower 1.42,
-    so an insecure deployment also has no SuperNode authentication.
+    so an insecure deployment also has no SuperNode authentication. ``site_keys``: public keys
+    a site generated itself (``site_keys.site_keygen``); no private key is made for that site.
     """
+    site_keys = site_keys or {}
+    unknown = sorted(set(site_keys) - set(sites))
+    if unknown:
+        raise ProvisionError(f"site keys: {unknown} are not in --sites {sorted(sites)}")
     sites = check_site_names(sorted(sites))
     if ":" not in superlink:
         raise ProvisionError(f"superlink: got {superlink!r}; expected host:port, e.g. 10.0.0.5:9092")
@@ -199,18 +205,22 @@ def provision(sites: list[str], out: Path, *, superlink: str = "127.0.0.1:9092",
     for i, name in enumerate(sites):
         d = out / "sites" / name
         site_dirs[name] = d
-        ident = Ed25519PrivateKey.generate()
-        write_private(d / "identity.key", _pem_key(ident))
-        s_secret, s_pub = make_audit_keys()
-        write_private(d / "audit.key", s_secret)
-        entry = {"identity": ident.public_key().public_bytes_raw().hex(), "audit": s_pub.hex(), "index": str(i)}
+        if name in site_keys:  # the site made its own keys: only public files for it here
+            entry = {k: v for k, v in site_keys[name].items() if k != "site"}
+        else:
+            ident = Ed25519PrivateKey.generate()
+            write_private(d / "identity.key", _pem_key(ident))
+            s_secret, s_pub = make_audit_keys()
+            write_private(d / "audit.key", s_secret)
+            entry = {"identity": ident.public_key().public_bytes_raw().hex(), "audit": s_pub.hex()}
+            if not insecure:
+                priv, pub = make_supernode_key()
+                write_private(d / "supernode.key", priv)
+                write_public(d / "supernode.pub", pub)
+                entry["supernode"] = pub.decode().strip()
         if not insecure:
-            priv, pub = make_supernode_key()
-            write_private(d / "supernode.key", priv)
-            write_public(d / "supernode.pub", pub)
             write_public(d / "ca.crt", ca_pem)
-            entry["supernode"] = pub.decode().strip()
-        entries[name] = entry
+        entries[name] = {**entry, "index": str(i)}
         write_public(d / "site.json", json.dumps({"site": name, "index": i, "superlink": superlink,
                                                    "insecure": insecure}, indent=2).encode())
     roster = {"version": ROSTER_VERSION, "superlink": superlink, "insecure": insecure,
