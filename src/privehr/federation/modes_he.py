@@ -60,7 +60,8 @@ class _HeSite:
 
     def __init__(self, name: str, holder_site: str, identities: Identities):
         self.name, self.holder_site, self.identities = name, holder_site, identities
-        self.holder: Any = None
+        self.holder: Any = None  # the key holder's secret context: only ever set in its own process
+        self._public = b""
         self.encryptor: Any = None
 
     def ceremony(self, handlers, msg) -> dict[str, Any]:
