@@ -111,9 +111,9 @@ class SiteRuntime:
         else:
             before = len(session.ledger.entries())
             reply = session.node.handle(payload)
-            code = _error_code(reply)
+            code = session.node.last_error
             if code is not None:  # e.g. budget exhausted, privacy parameters not the approved ones
-                self.audit.append("refusal", study=study_hash, config=config, code=code)
+                self.audit.append("refusal", study=study_hash, config=config, code=int(code))
             for entry in session.ledger.entries()[before:]:
                 # The ledger's running ε after this release ("inf" once anything non-private left).
                 eps = float(entry.epsilon)
@@ -168,11 +168,3 @@ class SiteRuntime:
                                 n_boot=cfg.study.bootstrap, plugins=plugins)
         node = SiteNode(self.name, handlers, charge, ledger.check)  # pre-check: refuse before data is touched
         return _Session(node, ledger)
-
-
-def _error_code(reply: bytes) -> int | None:
-    """The fixed error code of our own reply, if it is an error (for the audit log)."""
-    from privehr.federation.wire import decode
-
-    msg = decode(reply)
-    return int(msg.payload["code"]) if msg.kind == P.ERROR else None

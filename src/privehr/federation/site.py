@@ -55,15 +55,18 @@ class SiteNode:
         self.gate = OutboundGate(name, charge)
         self.handlers = handlers
         self.precheck = precheck or (lambda event: None)  # ledger.check: raises before data is touched
+        self.last_error: P.ErrorCode | None = None  # the fixed code of the last reply, if it refused
         self.handlers.bind(self)
 
     def handle(self, data: bytes) -> bytes:
+        self.last_error = None
         try:
             msg = decode(data)
             P.validate_request(msg)
         except (WireError, P.SchemaError):
             # We cannot trust the header of a malformed message; reply without echoing it.
-            bad = Message(P.ERROR, "", 0, self.name, "coordinator", {"code": int(P.ErrorCode.MALFORMED_REQUEST)})
+            self.last_error = P.ErrorCode.MALFORMED_REQUEST
+            bad = Message(P.ERROR, "", 0, self.name, "coordinator", {"code": int(self.last_error)})
             return self.gate.emit(bad, Release.free("error"))
         self.gate.received(msg.round, len(data))
         try:
@@ -90,5 +93,6 @@ class SiteNode:
             return self._error(msg, P.ErrorCode.INVALID_UPDATE)
 
     def _error(self, msg: Message, code: P.ErrorCode) -> bytes:
+        self.last_error = code
         return self.gate.emit(P.error_reply(msg, self.name, code), Release.free("error"))
 
